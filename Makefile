@@ -1,0 +1,67 @@
+# CryptoSentinel: the README's two commands are `make run` and `make test`.
+# Each installs what it needs into .venv/ on first use (uv, from the locked versions in uv.lock).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# uv from PATH, else the copy pip installs for this user on first use.
+UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+export UV_LINK_MODE := copy
+
+.PHONY: help install run test lint typecheck nbcheck nbtest pytest bench lab hooks export clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml uv.lock
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || command -v uv >/dev/null || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: $(STAMP) ## create .venv with the locked dependencies
+
+run: $(STAMP) ## the main job: ingest (offline: the simulator), then print the status
+	$(BIN)/cryptosentinel ingest
+	$(BIN)/cryptosentinel status
+
+test: lint typecheck nbcheck nbtest pytest ## lint, notebook checks, notebooks run, test suite
+
+lint: $(STAMP) ## ruff over hand-written code and generated modules (never reformats)
+	$(BIN)/ruff check cryptosentinel tests benchmarks
+
+typecheck: $(STAMP) ## mypy over the package
+	$(BIN)/mypy
+
+nbcheck: $(STAMP) ## notebooks clean and library in sync (nbdev's CI order)
+	bash .ci/nbcheck
+
+nbtest: $(STAMP) ## run every notebook top to bottom on its small defaults
+	data_dir=$$(mktemp -d) && CRYPTOSENTINEL_DATA_DIR=$$data_dir MPLBACKEND=Agg $(BIN)/nbdev-test --n-workers 2; \
+	  status=$$?; rm -rf "$$data_dir"; exit $$status
+
+pytest: $(STAMP) ## the test suite
+	$(BIN)/pytest -n 2 -q
+
+bench: $(STAMP) ## benchmarks; JSON results under reports/bench/
+	@mkdir -p reports/bench
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+lab: $(STAMP) hooks ## JupyterLab on the notebooks
+	$(BIN)/jupyter lab nbs
+
+hooks: $(STAMP) ## nbdev's git hooks: clean notebooks on save/commit, notebook merge driver
+	$(BIN)/nbdev-install-hooks
+
+export: $(STAMP) ## notebooks -> package, then clean the notebooks
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
+
+clean: ## remove the virtual environment and caches (keeps data/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+readme: $(STAMP) ## README.md from the markdown cells of nbs/index.ipynb
+	$(BIN)/python -c "import json; nb = json.load(open('nbs/index.ipynb')); \
+	  md = ['\n'.join(''.join(c['source']).splitlines()) for c in nb['cells'] if c['cell_type'] == 'markdown']; \
+	  open('README.md', 'w').write('\n\n'.join(md) + '\n')"
