@@ -231,3 +231,10 @@ def test_partial_last_candle_dropped_per_coin(tmp_path):
     load = read_csv_snapshot(tmp_path)
     assert load.frame.groupby("coin")["ts"].max().to_dict() == {
         "bitcoin": pd.Timestamp("2024-01-01 01:00", tz=UTC), "ethereum": pd.Timestamp("2024-01-01 00:00", tz=UTC)}
+
+
+def test_load_prices_csv_defaults_to_the_coins_in_the_file(tmp_path):
+    path = binance(tmp_path, kline(0), kline(1), kline(2))
+    df, rec = load_prices("csv", path=path)
+    assert rec.coins == ["bitcoin"] and rec.rows == 2 and rec.granularity == "1h"
+    assert any("last candle" in n for n in rec.notes)
