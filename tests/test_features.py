@@ -1,0 +1,312 @@
+"""Feature engineering: causality, train/serve parity, warm-up, golden values, gaps, bad input."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryptosentinel import features as F
+from cryptosentinel.config import DataValidationError
+from cryptosentinel.features import (
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    FEATURE_WINDOWS,
+    SERVING_HISTORY_BARS,
+    WARMUP_BARS,
+    build_features,
+    feature_schema,
+    history_bars_needed,
+    lookback_bars,
+    validate_features,
+)
+
+TICKERS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "ADA": "cardano", "XRP": "ripple",
+           "DOGE": "dogecoin", "LTC": "litecoin", "BNB": "binancecoin"}
+
+
+def make_prices(coins=("bitcoin", "ethereum"), bars=900, seed=0, vol=0.01, start="2024-01-01", freq="h"):
+    """Random-walk OHLCV in the canonical raw layout (the ingest simulator is not a dependency here)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i, coin in enumerate(coins):
+        close = 50.0 * 7.0**i * np.exp(np.cumsum(rng.normal(0, vol, bars)))
+        open_ = np.r_[close[0], close[:-1]]
+        frames.append(pd.DataFrame({
+            "coin": coin, "ts": pd.date_range(start, periods=bars, freq=freq, tz="UTC"), "open": open_,
+            "high": np.maximum(open_, close) * (1 + np.abs(rng.normal(0, vol / 2, bars))),
+            "low": np.minimum(open_, close) * (1 - np.abs(rng.normal(0, vol / 2, bars))),
+            "close": close, "volume": rng.lognormal(8, 0.7, bars), "market_cap": np.nan, "source": "test",
+            "granularity": "1h" if freq == "h" else "1d"}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_real(shared_data):
+    frames = []
+    for path in sorted((shared_data / "hourly_binance_spot").glob("*USDT_1h.csv")):
+        raw = pd.read_csv(path).iloc[:-1]  # the last candle was still open
+        frames.append(pd.DataFrame({
+            "coin": TICKERS[path.name.split("USDT")[0]], "ts": pd.to_datetime(raw["date"]).dt.tz_localize("UTC"),
+            "open": raw["open"], "high": raw["high"], "low": raw["low"], "close": raw["close"],
+            "volume": raw["volume"], "market_cap": np.nan, "source": "binance", "granularity": "1h"}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def prices():
+    return make_prices(("bitcoin", "ethereum", "solana"), bars=1000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def features(prices):
+    return build_features(prices)
+
+
+# --- shape, keys, warm-up -------------------------------------------------------------------------
+
+def test_output_is_keyed_sorted_and_float(features, prices):
+    assert list(features.columns) == ["coin", "ts", *FEATURE_NAMES, "missing_bars"]
+    assert all(features[n].dtype == np.float64 for n in FEATURE_NAMES)
+    assert features.missing_bars.dtype == np.int64
+    assert str(features.ts.dtype) == "datetime64[ns, UTC]"
+    assert not features.duplicated(["coin", "ts"]).any()
+    assert features.equals(features.sort_values(["coin", "ts"]).reset_index(drop=True))
+    assert np.isfinite(features[FEATURE_NAMES].to_numpy()).all()
+    validate_features(features)
+
+
+def test_warmup_rows_are_dropped_not_filled(features, prices):
+    for coin, group in prices.groupby("coin"):
+        got = features[features.coin == coin]
+        assert len(got) == len(group) - WARMUP_BARS
+        assert got.ts.iloc[0] == group.ts.iloc[WARMUP_BARS]
+
+
+def test_warmup_derives_from_the_window_table():
+    assert max(lookback_bars(n) for n in FEATURE_NAMES) == WARMUP_BARS
+    assert max(max(w, default=0) for w in FEATURE_WINDOWS.values()) <= WARMUP_BARS
+    # the slowest chain: EMA26 seeded at bar 25, converged, then the 9-bar signal converged
+    k26 = math.ceil(math.log(F.SEED_WEIGHT) / math.log(1 - 2 / 27))
+    k9 = math.ceil(math.log(F.SEED_WEIGHT) / math.log(1 - 2 / 10))
+    assert 25 + k26 + k9 == WARMUP_BARS
+    assert lookback_bars("rsi_14") == 14 + math.ceil(math.log(F.SEED_WEIGHT) / math.log(13 / 14))
+    assert SERVING_HISTORY_BARS == history_bars_needed(1) == WARMUP_BARS + 1
+
+
+def test_short_history_gives_no_rows():
+    short = make_prices(bars=WARMUP_BARS)
+    out = build_features(short)
+    assert len(out) == 0 and list(out.columns) == ["coin", "ts", *FEATURE_NAMES, "missing_bars"]
+
+
+def test_feature_version_tracks_the_spec(monkeypatch):
+    assert len(FEATURE_VERSION) == 12 and F._feature_version() == FEATURE_VERSION
+    monkeypatch.setattr(F, "FEATURE_CODE_VERSION", "changed")
+    assert F._feature_version() != FEATURE_VERSION
+    monkeypatch.undo()
+    monkeypatch.setitem(F.FEATURE_WINDOWS, "rsi_14", (15,))
+    assert F._feature_version() != FEATURE_VERSION
+
+
+# --- causality ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cut_offset", [0, 1, 57, 300])
+def test_future_rows_never_change_past_features(prices, cut_offset):
+    cut = prices.ts.iloc[WARMUP_BARS + cut_offset]
+    past = build_features(prices[prices.ts <= cut])
+    rng = np.random.default_rng(cut_offset)
+    future = prices[prices.ts > cut].copy()
+    future["close"] *= rng.uniform(0.2, 5.0, len(future))  # arbitrary, even absurd, future values
+    future["high"] = future["close"] * 2
+    future["low"] = future["close"] / 2
+    future["volume"] = rng.choice([0.0, 1e12], len(future))
+    future = future.drop(future.index[::7])  # and gaps
+    extended = build_features(pd.concat([prices[prices.ts <= cut], future]))
+    pd.testing.assert_frame_equal(past, extended[extended.ts <= cut].reset_index(drop=True))
+
+
+def test_each_row_uses_only_its_past(prices):
+    """Recomputing on the history up to t reproduces row t exactly, for a sample of t."""
+    full = build_features(prices).set_index(["coin", "ts"])
+    for t in prices.ts.iloc[[WARMUP_BARS, WARMUP_BARS + 10, 777, 999]]:
+        upto = build_features(prices[prices.ts <= t]).set_index(["coin", "ts"])
+        last = upto.xs(t, level="ts")
+        pd.testing.assert_frame_equal(last, full.xs(t, level="ts"))
+
+
+# --- train/serve parity ---------------------------------------------------------------------------
+
+def serve_rows(prices, end, rows=1):
+    """What serving does: the last history_bars_needed(rows) bars per coin up to `end`."""
+    hist = prices[prices.ts <= end].groupby("coin").tail(history_bars_needed(rows))
+    return build_features(hist)
+
+
+@pytest.mark.parametrize("end_offset", [0, 1, 200, 490])
+def test_serving_history_reproduces_full_history(prices, features, end_offset):
+    end = prices.ts.iloc[WARMUP_BARS + end_offset]
+    served = serve_rows(prices, end)
+    assert len(served) == prices.coin.nunique()
+    full = features[features.ts == end].reset_index(drop=True)
+    pd.testing.assert_frame_equal(served[["coin", "ts", "missing_bars"]], full[["coin", "ts", "missing_bars"]])
+    np.testing.assert_allclose(served[FEATURE_NAMES].to_numpy(), full[FEATURE_NAMES].to_numpy(), rtol=0, atol=1e-9)
+
+
+def test_serving_several_rows(prices, features):
+    end = prices.ts.iloc[-1]
+    served = serve_rows(prices, end, rows=24)
+    assert len(served) == 24 * prices.coin.nunique()
+    full = features.groupby("coin").tail(24).reset_index(drop=True)
+    np.testing.assert_allclose(served[FEATURE_NAMES].to_numpy(), full[FEATURE_NAMES].to_numpy(), rtol=0, atol=1e-9)
+
+
+def test_a_coin_does_not_depend_on_the_other_coins_in_the_batch(prices, features):
+    alone = build_features(prices[prices.coin.isin(["bitcoin", "solana"])])
+    pd.testing.assert_frame_equal(alone[alone.coin == "solana"].reset_index(drop=True),
+                                  features[features.coin == "solana"].reset_index(drop=True))
+
+
+@pytest.mark.shared_data
+def test_serving_parity_on_real_data(shared_data):
+    real = load_real(shared_data)
+    full = build_features(real)
+    ends = real.ts.drop_duplicates().sort_values().iloc[[3000, 3700, 11000, 23500]]  # incl. just after gaps
+    worst = 0.0
+    for end in ends:
+        served = serve_rows(real, end)
+        expected = full[full.ts == end].reset_index(drop=True)
+        assert len(served) == len(expected) == 8
+        diff = np.abs(served[FEATURE_NAMES].to_numpy() - expected[FEATURE_NAMES].to_numpy()).max()
+        worst = max(worst, diff)
+    assert worst <= 1e-9, worst
+
+
+# --- golden values --------------------------------------------------------------------------------
+
+def test_golden_log_return_and_rsi():
+    p = make_prices(("bitcoin",), bars=WARMUP_BARS + 3)
+    p.loc[WARMUP_BARS - 1:WARMUP_BARS + 2, "close"] = [100.0, 110.0, 99.0, 99.0]
+    out = build_features(p)
+    np.testing.assert_allclose(out.ret_1, [math.log(1.1), math.log(0.9), 0.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(out.roc_24.iloc[0], p.close.iloc[WARMUP_BARS] / p.close.iloc[WARMUP_BARS - 24] - 1,
+                               rtol=1e-13)
+    rising = make_prices(("bitcoin",), bars=WARMUP_BARS + 5).assign(close=lambda d: 1.0 + 0.01 * np.arange(len(d)))
+    rising[["high", "low"]] = np.c_[rising.close * 1.01, rising.close * 0.99]
+    out = build_features(rising)
+    assert (out.rsi_14 == 100.0).all()
+    assert (out.drawdown_168 == 0.0).all()
+    assert (out.macd_12_26 > 0).all() and (out.close_sma_24 > 0).all()
+    np.testing.assert_allclose(out.atr_14, 0.02, rtol=0.05)  # a 2% bar range, Wilder-averaged
+
+
+def test_golden_flat_price():
+    p = make_prices(("bitcoin",), bars=WARMUP_BARS + 2)
+    p[["open", "high", "low", "close"]] = 42.0
+    p["volume"] = 10.0
+    out = build_features(p)
+    for name, value in {"ret_1": 0.0, "vol_24": 0.0, "macd_hist": 0.0, "bb_pct_b_20": 0.5, "bb_width_20": 0.0,
+                        "close_sma_168": 0.0, "drawdown_168": 0.0, "atr_14": 0.0, "volume_z_24": 0.0,
+                        "volume_ratio_24_168": 0.0, "volume_change_1": 0.0}.items():
+        np.testing.assert_allclose(out[name], value, rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_golden_calendar_and_market():
+    p = make_prices(("bitcoin", "ethereum"), bars=WARMUP_BARS + 48, start="2024-01-01")  # a Monday
+    out = build_features(p)
+    first = out.iloc[0]
+    ts = p.ts.iloc[WARMUP_BARS]
+    assert first.hour == ts.hour and first.dow == ts.dayofweek
+    np.testing.assert_allclose(first.hour_sin, math.sin(2 * math.pi * ts.hour / 24), atol=1e-15)
+    np.testing.assert_allclose(first.dow_cos, math.cos(2 * math.pi * ts.dayofweek / 7), atol=1e-15)
+    btc = out[out.coin == "bitcoin"].reset_index(drop=True)
+    eth = out[out.coin == "ethereum"].reset_index(drop=True)
+    np.testing.assert_array_equal(eth.mkt_ret_1, btc.ret_1)
+    np.testing.assert_array_equal(eth.mkt_vol_24, btc.vol_24)
+    np.testing.assert_allclose(eth.excess_ret_24, eth.ret_24 - btc.ret_24, atol=1e-15)
+    np.testing.assert_array_equal(btc.excess_ret_24, 0.0)
+
+
+# --- gaps and granularity -------------------------------------------------------------------------
+
+def test_gaps_are_flagged_not_filled(prices):
+    gap = prices.ts.iloc[[700, 701]]
+    holed = prices[~((prices.coin == "ethereum") & prices.ts.isin(gap))]
+    out = build_features(holed)
+    eth = out[out.coin == "ethereum"].set_index("ts")
+    assert not eth.index.isin(gap).any()  # no invented rows
+    assert eth.missing_bars.max() == 2
+    spanning = eth.missing_bars > 0
+    assert spanning.sum() == F.GAP_WINDOW  # the rows whose 168-bar look-back spans the hole
+    assert eth.index[spanning][0] == prices.ts.iloc[702]
+    # the bar after the gap: ret_1 spans the missing hours (bar sequence), and is flagged
+    after = prices[(prices.coin == "ethereum")].set_index("ts").close
+    np.testing.assert_allclose(eth.loc[prices.ts.iloc[702], "ret_1"],
+                               math.log(after[prices.ts.iloc[702]] / after[prices.ts.iloc[699]]), rtol=1e-13)
+    # other coins are untouched
+    pd.testing.assert_frame_equal(out[out.coin == "solana"].reset_index(drop=True),
+                                  build_features(prices).query("coin == 'solana'").reset_index(drop=True))
+
+
+def test_rows_without_a_market_bar_are_dropped(prices):
+    missing_ts = prices.ts.iloc[800]
+    out = build_features(prices[~((prices.coin == "bitcoin") & (prices.ts == missing_ts))])
+    assert (out.ts == missing_ts).sum() == 0
+    assert len(out) == 3 * (1000 - WARMUP_BARS) - 3
+
+
+def test_daily_granularity():
+    daily = make_prices(bars=WARMUP_BARS + 30, freq="D")
+    out = build_features(daily.drop(daily.index[WARMUP_BARS + 10]))
+    assert (out.hour == 0).all() and set(out.dow) <= set(range(7))
+    assert out.missing_bars.max() == 1  # one missing day on bitcoin
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.drop(columns=["close"]), "lacks columns ['close']"),
+    (lambda d: d.assign(ts=d.ts.dt.tz_localize(None)), "time-zone-aware"),
+    (lambda d: d.assign(close=d.close.where(d.index != 7, np.nan)), "'close' must be finite and > 0: 1 rows, e.g. index 7"),
+    (lambda d: d.assign(close=d.close.where(d.index != 9, np.inf)), "index 9"),
+    (lambda d: d.assign(volume=d.volume.where(d.index != 4, -1.0)), "'volume' must be finite and >= 0"),
+    (lambda d: d.assign(volume=d.volume.astype(str)), "'volume' must be numeric"),
+    (lambda d: pd.concat([d, d.iloc[[11]]]), "duplicate (coin, ts)"),
+    (lambda d: d.assign(granularity=np.where(d.index % 2 == 0, "1h", "1d")), "one granularity"),
+    (lambda d: d.assign(coin=d.coin.where(d.index != 3, None)), "coin ids"),
+    (lambda d: d[d.coin != "bitcoin"], "market coin 'bitcoin'"),
+])
+def test_build_features_rejects_bad_prices(prices, mutate, message):
+    with pytest.raises(DataValidationError) as err:
+        build_features(mutate(prices))
+    assert message in str(err.value)
+
+
+def test_missing_high_low_fall_back_to_close_range(prices):
+    out = build_features(prices.assign(high=np.nan, low=np.nan))
+    assert np.isfinite(out.atr_14).all() and (out.atr_14 > 0).all()
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.assign(rsi_14=d.rsi_14.where(d.index != 5, np.nan)),
+     "column 'rsi_14': 1 row(s) fail check 'not_nullable' (index 5)"),
+    (lambda d: d.assign(ret_24=d.ret_24.where(~d.index.isin([3, 8]), np.inf)),
+     "column 'ret_24': 2 row(s) fail check 'finite' (index 3, 8)"),
+    (lambda d: d.assign(vol_24=d.vol_24.where(d.index != 2, -np.inf)), "column 'vol_24'"),
+    (lambda d: d.astype({"macd_hist": "float32"}), "column 'macd_hist': check \"dtype('float64')\""),
+    (lambda d: d.assign(ret_1=d.ret_1.astype(object)), "column 'ret_1'"),
+    (lambda d: d.drop(columns=["atr_14", "hour"]), "missing column(s) ['atr_14', 'hour']"),
+    (lambda d: d.assign(rsi_14=d.rsi_14.where(d.index != 1, 101.0)), "column 'rsi_14': 1 row(s) fail check 'in_range"),
+    (lambda d: d.assign(hour_sin=2.0), "column 'hour_sin'"),
+    (lambda d: pd.concat([d, d.iloc[[0]]], ignore_index=True), "multiple_fields_uniqueness"),
+])
+def test_validate_features_rejects_bad_batches(features, mutate, message):
+    with pytest.raises(DataValidationError) as err:
+        validate_features(mutate(features.copy()))
+    assert message in str(err.value)
+
+
+def test_validate_features_returns_the_frame(features):
+    assert validate_features(features) is features
+    assert feature_schema.name == "features"
+    with pytest.raises(DataValidationError, match="must be a DataFrame"):
+        validate_features(features.to_numpy())
