@@ -415,6 +415,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'cryptosentinel/store.py'),
                                       'cryptosentinel.store.Staleness.to_dict': ('store.html#staleness.to_dict', 'cryptosentinel/store.py'),
                                       'cryptosentinel.store.Store': ('store.html#store', 'cryptosentinel/store.py'),
+                                      'cryptosentinel.store.Store.__enter__': ('store.html#store.__enter__', 'cryptosentinel/store.py'),
+                                      'cryptosentinel.store.Store.__exit__': ('store.html#store.__exit__', 'cryptosentinel/store.py'),
                                       'cryptosentinel.store.Store.close': ('store.html#store.close', 'cryptosentinel/store.py'),
                                       'cryptosentinel.store.Store.feature_groups': ( 'store.html#store.feature_groups',
                                                                                      'cryptosentinel/store.py'),

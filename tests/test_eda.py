@@ -168,6 +168,18 @@ def test_daily_bars_are_analysed_by_weekday_only():
     assert len(eda.fig_hour_weekday(frame).axes) == 3
 
 
+def test_short_and_single_coin_histories_are_summarised_with_fitting_words():
+    rng = np.random.default_rng(9)
+    short = frame_from_returns({c: rng.normal(0, 0.03, 45) for c in ["bitcoin", "ethereum"]}, freq="1D")
+    summary = eda.summarize(short)
+    assert summary["autocorrelation"]["nlags"] == 14 and summary["ljung_box"]["lags"] == 14
+    assert "With only 44 returns per coin these tests have little power." in text(summary)
+    single = eda.summarize(frame_from_returns({"bitcoin": 0.01 * rng.standard_t(3, 2000)}))
+    t = text(single)
+    assert "excess kurtosis of hourly returns is" in t and "for the coin" in t and "ranges" not in t.split("\n")[3]
+    assert "Coins move" not in t  # one coin: nothing to correlate
+
+
 # --- stationarity ----------------------------------------------------------------------------------
 
 def test_random_walk_log_price_is_non_stationary_and_its_returns_stationary():
