@@ -132,3 +132,17 @@ def test_csv_ingest_then_features_fill_the_feature_group_and_status_shows_it(sha
         assert summary["last"] <= prices["last"] and summary["rows"] > 20_000
     assert features["staleness"]["max_age_s"] > 0
     assert "0 new, 0 updated" in cli("features")
+
+
+def test_incremental_update_after_a_gap_misses_no_rows(store):
+    from cryptosentinel.ingest import simulate_prices
+    prices = simulate_prices(COINS, "2024-01-01", "2024-02-05")
+    gap = (prices["ts"] >= "2024-01-20") & (prices["ts"] < "2024-01-20 12:00")  # a 12-hour outage
+    prices = prices[~gap]
+    store.upsert(PRICES, prices[prices["ts"] < "2024-02-01"])
+    steps.update_features(store, coins=COINS)
+    store.upsert(PRICES, prices[prices["ts"] >= "2024-02-01"])
+    steps.update_features(store, coins=COINS)
+    stored = store.read(steps.features_group(store), coins=COINS)
+    full = build_features(store.read(PRICES, coins=COINS))
+    assert len(stored) == len(full)
