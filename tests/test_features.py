@@ -310,3 +310,19 @@ def test_validate_features_returns_the_frame(features):
     assert feature_schema.name == "features"
     with pytest.raises(DataValidationError, match="must be a DataFrame"):
         validate_features(features.to_numpy())
+
+
+def test_rows_dropped_anywhere_leave_every_other_row_exact(prices):
+    """Coins are written in place and close the holes left by dropped rows: the kept rows are exactly the
+    per-coin family outputs, whatever coin follows and wherever the holes are (start, middle, last row)."""
+    btc_ts = prices.ts[prices.coin == "bitcoin"]
+    holes = btc_ts.iloc[[WARMUP_BARS + 1, WARMUP_BARS + 200, WARMUP_BARS + 201, len(btc_ts) - 1]]
+    holed = prices[~((prices.coin == "bitcoin") & prices.ts.isin(holes))]
+    out = build_features(holed)
+    for coin, group in holed.groupby("coin"):
+        ref = F._coin_features(*(group[k].to_numpy(np.float64) for k in ("high", "low", "close", "volume")))
+        kept = ~group.ts.iloc[WARMUP_BARS:].isin(holes).to_numpy()
+        got = out[out.coin == coin]
+        assert len(got) == kept.sum()
+        for name in F._COIN_NAMES:
+            np.testing.assert_array_equal(got[name].to_numpy(), ref[name][WARMUP_BARS:][kept], err_msg=name)
