@@ -504,6 +504,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'cryptosentinel/regimes.py'),
                                         'cryptosentinel.regimes._regime_matrix': ( 'regimes.html#_regime_matrix',
                                                                                    'cryptosentinel/regimes.py'),
+                                        'cryptosentinel.regimes._run_start': ('regimes.html#_run_start', 'cryptosentinel/regimes.py'),
                                         'cryptosentinel.regimes._scaler': ('regimes.html#_scaler', 'cryptosentinel/regimes.py'),
                                         'cryptosentinel.regimes._standardise': ('regimes.html#_standardise', 'cryptosentinel/regimes.py'),
                                         'cryptosentinel.regimes._window': ('regimes.html#_window', 'cryptosentinel/regimes.py'),
