@@ -242,6 +242,18 @@ def test_current_regimes_since_is_the_start_of_the_last_run(four):
     assert one_row["bitcoin"]["since"] == btc["ts"][650].isoformat() and one_row["bitcoin"]["run_may_be_longer"]
 
 
+def test_current_regimes_tolerance_bridges_short_interruptions(four):
+    model = fit_regimes(four, k=4, seed=0)
+    btc = four[four["coin"] == "bitcoin"].reset_index(drop=True).iloc[:750].copy()
+    odd = list(CALM_DOWN.values())
+    btc.loc[[680, 681, 720], list(CALM_DOWN)] = [odd, odd, odd]  # bars 600-749 are a high-vol rally
+    assert current_regimes(model, btc)["bitcoin"]["since"] == btc["ts"][721].isoformat()
+    assert current_regimes(model, btc, tolerance=1)["bitcoin"]["since"] == btc["ts"][682].isoformat()
+    bridged = current_regimes(model, btc, tolerance=2)["bitcoin"]
+    assert bridged["since"] == btc["ts"][600].isoformat() and bridged["bars"] == 150
+    assert bridged["regime"] == "high-vol rally"
+
+
 def test_error_by_regime_on_a_hand_made_case():
     ts = pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC")
     labels = pd.DataFrame({"coin": ["bitcoin"] * 3 + ["ethereum"] * 3, "ts": list(ts) * 2,
