@@ -1,0 +1,244 @@
+"""Alert rules (each fires on its case, none on a calm market), the cooldown, the open-alert status, and
+the performance checks (a bad champion breaches, a good one does not)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryptosentinel.config import ConfigError, DataValidationError
+from cryptosentinel.monitoring import (
+    Alert,
+    Breach,
+    DriftReport,
+    MonitoringSettings,
+    check_performance,
+    evaluate_alerts,
+    get_monitoring_settings,
+    open_alerts,
+    raise_alerts,
+    record_performance,
+)
+from cryptosentinel.store import LocalStore, Staleness
+
+T0 = pd.Timestamp("2024-03-01", tz="UTC")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_monitoring_settings():
+    get_monitoring_settings.cache_clear()
+    yield
+    get_monitoring_settings.cache_clear()
+
+
+@pytest.fixture()
+def ms() -> MonitoringSettings:
+    return MonitoringSettings(_env_file=None)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    with LocalStore(tmp_path / "store.sqlite") as s:
+        yield s
+
+
+def calm(coins=("bitcoin", "ethereum"), n=800, seed=1) -> pd.DataFrame:
+    """A quiet market: small moves, no drawdown, RSI mid-range, steady volatility."""
+    rng = np.random.default_rng(seed)
+    frames = [pd.DataFrame({"coin": c, "ts": pd.date_range(T0 - pd.Timedelta(hours=n), periods=n, freq="h"),
+                            "ret_1": rng.normal(0, 0.003, n), "ret_24": rng.normal(0, 0.01, n),
+                            "drawdown_168": -np.abs(rng.normal(0, 0.02, n)), "rsi_14": rng.uniform(40, 60, n),
+                            "vol_24": 0.01 + rng.normal(0, 0.001, n)}) for c in coins]
+    return pd.concat(frames, ignore_index=True)
+
+
+def with_last(features: pd.DataFrame, coin: str, **values) -> pd.DataFrame:
+    f = features.copy()
+    last = f.index[f["coin"] == coin][-1]
+    for col, v in values.items():
+        f.loc[last, col] = v
+    return f
+
+
+def fired(alerts) -> set[tuple[str, str | None, str]]:
+    return {(a.rule, a.coin, a.severity) for a in alerts}
+
+
+def test_calm_market_fires_nothing(ms):
+    f = calm()
+    assert evaluate_alerts(f, f, now=T0, settings=ms) == []
+
+
+CASES = [
+    ({"ret_1": math.log(1.06)}, ("price_move_1h", "warning")),
+    ({"ret_1": math.log(0.85)}, ("price_move_1h", "critical")),
+    ({"ret_24": math.log(0.94)}, ("price_move_24h", "warning")),
+    ({"ret_24": math.log(1.12)}, ("price_move_24h", "critical")),
+    ({"drawdown_168": -0.18}, ("drawdown", "warning")),
+    ({"drawdown_168": -0.30}, ("drawdown", "critical")),
+    ({"rsi_14": 78.0}, ("rsi_overbought", "info")),
+    ({"rsi_14": 22.0}, ("rsi_oversold", "info")),
+    ({"vol_24": 0.0138}, ("volatility_spike", "warning")),  # about 3.8 standard deviations
+    ({"vol_24": 0.03}, ("volatility_spike", "critical")),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), CASES)
+def test_each_market_rule_fires_on_its_case(ms, change, expected):
+    f = with_last(calm(), "ethereum", **change)
+    alerts = evaluate_alerts(f, f, now=T0, settings=ms)
+    assert fired(alerts) == {(expected[0], "ethereum", expected[1])}
+    a = alerts[0]
+    assert a.fired_at == T0 and a.message and a.values
+    assert all(k in a.values for k in {"price_move_1h": ["change", "window_h"], "price_move_24h": ["change"],
+                                       "drawdown": ["drawdown"], "rsi_overbought": ["rsi"], "rsi_oversold": ["rsi"],
+                                       "volatility_spike": ["z", "vol_24"]}[a.rule])
+
+
+def test_just_below_the_thresholds_fires_nothing(ms):
+    f = with_last(calm(), "bitcoin", ret_1=math.log(1.049), ret_24=math.log(0.951), drawdown_168=-0.149, rsi_14=69.9)
+    assert evaluate_alerts(f, f, now=T0, settings=ms) == []
+
+
+def test_thresholds_come_from_settings():
+    f = with_last(calm(), "bitcoin", ret_1=math.log(1.03))
+    assert fired(evaluate_alerts(f, f, now=T0, settings=MonitoringSettings(_env_file=None, alert_move_warning=0.02)))
+    assert not evaluate_alerts(f, f, now=T0, settings=MonitoringSettings(_env_file=None))
+
+
+def drift_report(detected: bool) -> DriftReport:
+    return DriftReport(ran_checks=["FeatureDrift", "MultivariateDrift"], feature_scores={"vol_24": 0.9, "hour": 0.01},
+                       drifted_features=["vol_24"] if detected else [], label_drift_score=None,
+                       multivariate_score=0.99 if detected else 0.7, drift_detected=detected,
+                       reasons=["the domain classifier tells the windows apart"] if detected else [],
+                       thresholds={}, reference={}, current={})
+
+
+def test_drift_skill_and_stale_rules(ms):
+    f = calm()
+    assert fired(evaluate_alerts(f, f, drift=drift_report(True), now=T0, settings=ms)) == {("drift", None, "warning")}
+    assert evaluate_alerts(f, f, drift=drift_report(False), now=T0, settings=ms) == []
+    breach = Breach("model_skill", 24, "v2", 1.3, 1.05, 200, "worse than the random walk")
+    assert fired(evaluate_alerts(f, f, skill=[breach], now=T0, settings=ms)) == {("model_skill", None, "warning")}
+    # stale: from the prices' newest bar, from a store Staleness, or from ages in hours
+    later = T0 + pd.Timedelta(hours=5)
+    assert fired(evaluate_alerts(f, None, now=later, settings=ms)) == {
+        ("stale_data", "bitcoin", "warning"), ("stale_data", "ethereum", "warning")}
+    st = Staleness(now=later, newest={"bitcoin": later - pd.Timedelta(hours=30)}, missing=("solana",))
+    assert fired(evaluate_alerts(None, None, staleness=st, now=later, settings=ms)) == {
+        ("stale_data", "bitcoin", "critical"), ("stale_data", "solana", "critical")}
+    assert evaluate_alerts(None, None, staleness={"bitcoin": 1.0}, now=later, settings=ms) == []
+
+
+def test_alert_refuses_an_unknown_severity():
+    with pytest.raises(ConfigError, match="severity"):
+        Alert("x", "fatal", None, "m", {}, T0)
+
+
+def test_cooldown(store, ms):
+    f = with_last(calm(), "ethereum", drawdown_168=-0.18)  # the same data all along; staleness is not tested here
+    at = lambda h: evaluate_alerts(f, f, staleness={}, now=T0 + pd.Timedelta(hours=h), settings=ms)  # noqa: E731
+    assert len(raise_alerts(store, at(0), settings=ms)) == 1
+    assert raise_alerts(store, at(1), settings=ms) == []  # same condition within the cooldown: once
+    assert raise_alerts(store, at(5.9), settings=ms) == []
+    again = raise_alerts(store, at(ms.alert_cooldown_hours + 0.5), settings=ms)  # after the cooldown: again
+    assert fired(again) == {("drawdown", "ethereum", "warning")}
+    # an escalation is another severity: it fires at once
+    worse = with_last(calm(), "ethereum", drawdown_168=-0.3)
+    esc = raise_alerts(store, evaluate_alerts(worse, worse, staleness={}, now=T0 + pd.Timedelta(hours=7), settings=ms), settings=ms)
+    assert fired(esc) == {("drawdown", "ethereum", "critical")}
+    # another coin is another key
+    other = with_last(calm(), "bitcoin", drawdown_168=-0.18)
+    assert len(raise_alerts(store, evaluate_alerts(other, other, staleness={}, now=T0 + pd.Timedelta(hours=7), settings=ms),
+                            settings=ms)) == 1
+    assert len(store.runs("alert")) == 4  # one record per call that raised something
+
+
+def test_cooldown_within_one_batch_and_from_settings(store):
+    a = Alert("drift", "warning", None, "m", {}, T0)
+    assert len(raise_alerts(store, [a, a], settings=MonitoringSettings(_env_file=None))) == 1
+    no_cooldown = MonitoringSettings(_env_file=None, alert_cooldown_hours=0)
+    assert len(raise_alerts(store, [Alert("drift", "warning", None, "m", {}, T0 + pd.Timedelta(minutes=1))],
+                            settings=no_cooldown)) == 1
+
+
+def test_cooldown_reads_past_many_records(store, ms):
+    """More alert records than one page of the run log: the cooldown still sees the one that matters."""
+    raise_alerts(store, [Alert("drift", "warning", None, "m", {}, T0)], settings=ms)
+    for i in range(250):
+        raise_alerts(store, [Alert(f"r{i}", "info", None, "m", {}, T0 + pd.Timedelta(seconds=i + 1))], settings=ms)
+    assert raise_alerts(store, [Alert("drift", "warning", None, "m", {}, T0 + pd.Timedelta(hours=1))],
+                        settings=ms) == []
+
+
+def test_open_alerts_status(store, ms):
+    f = with_last(with_last(calm(), "ethereum", drawdown_168=-0.3), "bitcoin", rsi_14=80.0)
+    raise_alerts(store, evaluate_alerts(f, f, now=T0, settings=ms), settings=ms)
+    status = open_alerts(store, now=T0 + pd.Timedelta(hours=1), settings=ms)
+    assert status["open"] == 2
+    assert status["by_severity"] == {"info": 1, "warning": 0, "critical": 1}
+    assert {a["rule"] for a in status["latest"]} == {"drawdown", "rsi_overbought"}
+    assert open_alerts(store, now=T0 + pd.Timedelta(hours=25), settings=ms)["open"] == 0
+    assert open_alerts(store, now=T0 - pd.Timedelta(hours=1), settings=ms) == {
+        "open": 0, "by_severity": {"info": 0, "warning": 0, "critical": 0}, "latest": []}
+
+
+# --- performance checks -----------------------------------------------------------------------------------
+
+def validated(error_ratio=0.8, cover80=0.8, cover95=0.95, n=240, version="v3", horizon=24, seed=0,
+              start="2024-03-01") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rw = np.abs(rng.normal(0, 0.03, n)) + 1e-4
+    return pd.DataFrame({"coin": rng.choice(["bitcoin", "ethereum"], n), "horizon": horizon, "model_version": version,
+                         "made_at": pd.date_range(start, periods=n, freq="h", tz="UTC"),
+                         "abs_error": rw * error_ratio, "rw_abs_error": rw,
+                         "inside_80": rng.random(n) < cover80, "inside_95": rng.random(n) < cover95})
+
+
+def test_good_model_no_breach(ms):
+    assert check_performance(validated(), ms) == []
+
+
+def test_bad_model_breaches(ms):
+    breaches = check_performance(validated(error_ratio=1.3, cover80=0.5, cover95=0.7), ms)
+    by_rule = {b.rule: b for b in breaches}
+    assert set(by_rule) == {"model_skill", "interval_coverage_80", "interval_coverage_95"}
+    skill = by_rule["model_skill"]
+    assert math.isclose(skill.value, 1.3) and math.isclose(skill.threshold, 1 + ms.skill_tolerance)
+    assert skill.n == ms.skill_window and skill.model_version == "v3" and skill.horizon == 24
+    assert all(b.retrain_recommended for b in breaches)
+    assert by_rule["interval_coverage_80"].value < 0.8 - ms.coverage_tolerance
+
+
+def test_only_the_champion_and_recent_rows_count(ms):
+    old_bad = validated(error_ratio=2.0, version="v2", start="2024-01-01")
+    new_good = validated(error_ratio=0.9, version="v3", start="2024-03-01")
+    assert check_performance(pd.concat([old_bad, new_good]), ms) == []
+    # the last `skill_window` rows decide: a model that got worse recently breaches
+    drift = pd.concat([validated(0.5, n=400, seed=1), validated(1.5, n=200, seed=2, start="2024-04-01")])
+    assert {b.rule for b in check_performance(drift, ms)} == {"model_skill"}
+    # each horizon is judged on its own
+    two = pd.concat([validated(0.9, horizon=24), validated(1.4, horizon=1, seed=3)])
+    assert [(b.rule, b.horizon) for b in check_performance(two, ms)] == [("model_skill", 1)]
+
+
+def test_too_few_predictions_no_verdict(ms):
+    assert check_performance(validated(error_ratio=3.0, n=ms.skill_min_predictions - 1), ms) == []
+
+
+def test_performance_refuses_missing_columns(ms):
+    with pytest.raises(DataValidationError, match="rw_abs_error"):
+        check_performance(validated().drop(columns=["rw_abs_error"]), ms)
+
+
+def test_record_performance_and_retrain_flag(store, monkeypatch):
+    breaches = check_performance(validated(error_ratio=1.3), MonitoringSettings(_env_file=None))
+    rec = record_performance(store, breaches, MonitoringSettings(_env_file=None))
+    assert rec["retrain_recommended"] is True and rec["retrain"] is False
+    monkeypatch.setenv("CRYPTOSENTINEL_RETRAIN_ON_BREACH", "true")
+    get_monitoring_settings.cache_clear()
+    rec = record_performance(store, breaches)
+    assert rec["retrain"] is True
+    assert store.runs("performance")[0]["record"]["breaches"][0]["rule"] == "model_skill"
+    assert record_performance(store, [])["retrain_recommended"] is False
