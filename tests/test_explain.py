@@ -288,7 +288,8 @@ def test_lime_is_seeded_and_finds_the_planted_feature(bundles, data, kind):
     first = lime_explain(bundles[kind], bg, row, num_features=5, seed=3, num_samples=2000)
     assert first == lime_explain(bundles[kind], bg, row, num_features=5, seed=3, num_samples=2000)
     assert first != lime_explain(bundles[kind], bg, row, num_features=5, seed=4, num_samples=2000)
-    assert len(first) == 5 and set(first[0]) == {"feature", "weight", "value", "contribution"}
+    assert len(first) == 5 and set(first[0]) == {"feature", "weight", "value", "contribution", "local_r2"}
+    assert 0 < first[0]["local_r2"] <= 1
     assert first[0]["feature"] == "strong" and first[0]["weight"] > 0
     assert max(first, key=lambda e: abs(e["contribution"]))["feature"] == "strong"
 
@@ -302,6 +303,7 @@ def test_lime_and_shap_agree_on_a_linear_model(bundles, data):
     a = agreement(shap_row, lime_row, k=2)  # the two planted features; the rest are ~0 and swap places
     assert a["top_k_overlap"] == 1.0 and a["sign_agreement"] == 1.0 and a["spearman"] == 1.0
     assert "agree on 2 of the top 2" in agreement_text(a)
+    assert a["lime_r2"] > 0.99 and "R² 1.00" in agreement_text(a)  # a line fits a linear model
     # LIME's local model of a linear model is that model: its implied contributions are SHAP's
     lime_c = {e["feature"]: e["contribution"] for e in lime_row}
     for c in shap_row[:2]:
