@@ -288,13 +288,18 @@ def test_null_no_skill_on_a_pure_random_walk(null_run):
     assert "No model beats the random walk" in null_run.summary()
 
 
-def test_null_the_gate_refuses_every_model(null_run, tmp_path):
+def test_null_the_gate_refuses_every_model(null_frame, null_run, tmp_path):
     registry = LocalRegistry(tmp_path / "registry")
     for name, (task, _) in MODELS.items():
         baseline = null_run.bundles["random_walk" if task == "regression" else "majority"]
         decision = promote(registry, null_run.bundles[name], baseline,
                            metric="mae" if task == "regression" else "brier")
         assert not decision.promoted, (name, decision.reason)
+        # what the registry stored predicts what training fitted
+        loaded = registry.load(decision.name, decision.version)
+        rows = null_frame.iloc[-200:]
+        np.testing.assert_allclose(loaded.predict(rows), null_run.bundles[name].predict(rows), rtol=1e-6)
+        assert loaded.metrics["baseline"]["random_walk"] == null_run.bundles[name].metrics["baseline"]["random_walk"]
     assert registry.champion(H)["family"] == "random_walk"
 
 
