@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_DAYS ?= 120
 # uv from PATH, else the copy pip installs for this user on first use.
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 export UV_LINK_MODE := copy
@@ -23,8 +24,11 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## create .venv with the locked dependencies
 
-run: $(STAMP) ## the main job: ingest (offline: the simulator), then print the status
-	$(BIN)/cryptosentinel ingest
+run: $(STAMP) ## the main job: ingest (offline: the simulator), features, train, predict, then the status
+	$(BIN)/cryptosentinel ingest --days $(RUN_DAYS)
+	$(BIN)/cryptosentinel features
+	$(BIN)/cryptosentinel train
+	$(BIN)/cryptosentinel predict
 	$(BIN)/cryptosentinel status
 
 test: lint typecheck nbcheck nbtest pytest ## lint, notebook checks, notebooks run, test suite
