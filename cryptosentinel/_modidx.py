@@ -138,6 +138,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                      'cryptosentinel/explain.py'),
                                         'cryptosentinel.explain._display_scale': ( 'explain.html#_display_scale',
                                                                                    'cryptosentinel/explain.py'),
+                                        'cryptosentinel.explain._frame': ('explain.html#_frame', 'cryptosentinel/explain.py'),
                                         'cryptosentinel.explain._is_xgboost': ('explain.html#_is_xgboost', 'cryptosentinel/explain.py'),
                                         'cryptosentinel.explain._json_float': ('explain.html#_json_float', 'cryptosentinel/explain.py'),
                                         'cryptosentinel.explain._linear_part': ('explain.html#_linear_part', 'cryptosentinel/explain.py'),

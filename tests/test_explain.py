@@ -111,6 +111,7 @@ def test_contributions_add_up_to_the_output(bundles, data, kind):
         np.testing.assert_allclose(ex.output(rows), _logit(inner.predict_proba(rows)[:, 1]), rtol=1e-4, atol=1e-5)
     records = ex.explain_records(rows, k=3)
     json.dumps(records)
+    assert ex.explain_records(X.iloc[5]) == ex.explain_records(X.iloc[[5]])  # a Series is one row
     for rec, p in zip(records, bundle.predict(rows), strict=True):
         shown = sum(c["contribution"] for c in rec["contributions"])
         assert rec["base_value"] + shown + rec["other"] == pytest.approx(rec["output"], abs=1e-6)
@@ -365,3 +366,14 @@ def test_every_training_model_is_explained_additively(data):
                                    rtol=1e-5, atol=1e-6, err_msg=name)
         assert ex.global_importance(X, max_rows=300)["feature"].iloc[0] == "strong", name
         assert ex.method in ("xgboost_tree", "tree", "linear"), name  # never the slow fallback
+
+
+def test_one_explainer_serves_concurrent_requests(bundles, data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, _ = data
+    ex = make_explainer(bundles["xgb_reg"])
+    rows = [X.iloc[[i]] for i in range(0, 400, 5)]
+    expected = [ex.explain(r) for r in rows]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(ex.explain, rows)) == expected
