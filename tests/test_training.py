@@ -185,6 +185,7 @@ def test_labels_per_coin_and_bad_input():
 
 # --- the run: shape, keys, reproducibility -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_run_reports_every_model_and_baseline(null_run):
     table = null_run.table
     assert set(table.index) == set(MODELS) | set(BASELINES)
@@ -198,6 +199,7 @@ def test_run_reports_every_model_and_baseline(null_run):
     json.dumps(null_run.to_dict())
 
 
+@pytest.mark.slow
 def test_bundle_metrics_carry_the_random_walk_on_the_same_folds(null_run):
     for name, bundle in null_run.bundles.items():
         assert isinstance(bundle, ModelBundle) and bundle.name == name and bundle.horizon == H
@@ -219,6 +221,7 @@ def test_bundle_metrics_carry_the_random_walk_on_the_same_folds(null_run):
     assert 0 < xgb.interval_quantiles["80"] < xgb.interval_quantiles["95"]
 
 
+@pytest.mark.slow
 def test_same_data_and_seed_give_the_same_metrics():
     frame = view_frame(random_walk_prices(("bitcoin", "ethereum"), days=70, seed=11))
     a = train_horizon(frame, H, seed=5, n_folds=2)
@@ -242,6 +245,7 @@ def test_bad_requests_fail_with_clear_messages(null_frame):
 
 # --- evaluate_bundle ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_evaluate_bundle_scores_without_refitting(null_run):
     later = view_frame(random_walk_prices(days=60, seed=99))
     bundle = null_run.bundles["ridge_reg"]
@@ -272,6 +276,7 @@ def test_evaluate_bundle_scores_without_refitting(null_run):
 
 # --- model behaviour ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_null_no_skill_on_a_pure_random_walk(null_run):
     """iid returns: direction accuracy within 50% +- 2 standard errors, no DM evidence for any model.
 
@@ -288,6 +293,7 @@ def test_null_no_skill_on_a_pure_random_walk(null_run):
     assert "No model beats the random walk" in null_run.summary()
 
 
+@pytest.mark.slow
 def test_null_the_gate_refuses_every_model(null_frame, null_run, tmp_path):
     registry = LocalRegistry(tmp_path / "registry")
     for name, (task, _) in MODELS.items():
@@ -303,6 +309,7 @@ def test_null_the_gate_refuses_every_model(null_frame, null_run, tmp_path):
     assert registry.champion(H)["family"] == "random_walk"
 
 
+@pytest.mark.slow
 def test_leak_canary_a_planted_future_feature_lights_up(null_frame, null_run):
     """The same run with one leaky feature (the future return plus noise): skill jumps."""
     y = make_labels(null_frame, H)["y_ret"]
@@ -317,6 +324,7 @@ def test_leak_canary_a_planted_future_feature_lights_up(null_frame, null_run):
         assert run.table.loc[name, "direction_accuracy"] > null_run.table.loc[name, "direction_accuracy"] + 0.2
 
 
+@pytest.mark.slow
 def test_planted_signal_models_beat_the_baselines(tmp_path):
     run = train_horizon(planted_frame(), H, seed=42, n_folds=3, features=PLANTED_FEATURES)
     t = run.table

@@ -28,6 +28,7 @@ def planted():
     return planted_frame(days=100)
 
 
+@pytest.mark.slow
 def test_label_shift_destroys_the_skill(planted):
     aligned = train_horizon(planted, H, seed=1, n_folds=3, features=PLANTED_FEATURES, models=QUICK)
     for name in QUICK:  # the known signal is found ...
@@ -84,6 +85,7 @@ def test_folds_are_purged_by_one_horizon(n, horizon, n_folds, test_fraction, gap
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_real_hourly_coins_show_no_implausible_skill(shared_data):
     """Accuracy >= 60% or out-of-sample R2 >= 5% on real hourly crypto would be a leak to find."""
     prices = read_csv_snapshot(shared_data / "hourly_binance_spot", coins=["bitcoin", "ethereum", "solana"]).frame
