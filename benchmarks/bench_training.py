@@ -67,6 +67,15 @@ def main() -> int:
           f"({run.lineage['folds'][0]['test_start']} .. {run.lineage['folds'][-1]['test_end']}):")
     print(run.table[COLUMNS].round(4).to_string())
     print("\nfindings:\n" + run.summary())
+    regressors = [m for m in run.table.index if run.table.loc[m, "task"] == "regression"]
+    cov = run.folds[run.folds.model.isin(regressors)].pivot_table(
+        index="model", columns="fold", values=["coverage_80", "coverage_95"]).round(3)
+    print("\ninterval coverage per fold (fold k calibrated on folds < k; fold 1 has none):\n" + cov.to_string())
+    mase_coin = run.by_coin.pivot(index="model", columns="coin", values="mase").loc[regressors].round(3)
+    print("\nMASE by coin:\n" + mase_coin.to_string())
+    by_vol = run.by_vol.pivot(index="model", columns="vol_bucket", values="mase").loc[regressors, ["low", "mid", "high"]]
+    print("\nMASE by vol_24 tercile (edges " + ", ".join(f"{e:.4f}" for e in run.lineage["vol_bucket_edges"])
+          + "):\n" + by_vol.round(3).to_string())
     fit_s = run.folds.groupby("model")["fit_s"].sum().round(2)
     print("\nfit seconds per model over the folds (final fits not included):\n" + fit_s.to_string())
     print(f"\ntrain_horizon: {wall:.1f} s wall, {cpu:.1f} s CPU, peak traced memory "
@@ -79,7 +88,8 @@ def main() -> int:
         "train_horizon_wall_s": round(wall, 2), "train_horizon_cpu_s": round(cpu, 2),
         "peak_traced_mib": round(peak / 2**20, 1), "max_rss_mib": round(max_rss_mb, 1),
         "fit_s_per_model": fit_s.to_dict(), "folds": run.lineage["folds"],
-        "table": run.to_dict()["table"], "summary": run.summary(),
+        "table": run.to_dict()["table"], "summary": run.summary(), "by_coin": run.to_dict()["by_coin"],
+        "by_vol": run.to_dict()["by_vol"], "per_fold": run.to_dict()["folds"],
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_at_end": os.getloadavg()},
         "measured_at": pd.Timestamp.now(tz="UTC").isoformat(),

@@ -197,6 +197,15 @@ def test_run_reports_every_model_and_baseline(null_run):
     assert set(null_run.by_vol["vol_bucket"]) == {"low", "mid", "high"}
     assert set(null_run.by_coin["coin"]) == {"bitcoin", "ethereum", "solana", "cardano"}
     json.dumps(null_run.to_dict())
+    # coverage is measured on folds 2..K only, each calibrated on earlier folds: the pooled figure is
+    # the row-weighted mean of the per-fold ones
+    folds = null_run.folds[null_run.folds.model == "xgb_reg"].set_index("fold")
+    assert folds.loc[1, ["coverage_80", "coverage_95"]].isna().all()
+    later = folds.loc[2:]
+    for level in ("80", "95"):
+        pooled = (later[f"coverage_{level}"] * later["n_test"]).sum() / later["n_test"].sum()
+        assert table.loc["xgb_reg", f"coverage_{level}"] == pytest.approx(pooled)
+    assert table.loc["xgb_reg", "n_coverage"] == later["n_test"].sum()
 
 
 @pytest.mark.slow
