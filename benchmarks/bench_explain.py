@@ -4,7 +4,8 @@ Reads the 8-coin hourly Binance snapshot in place (../shared/data/hourly_binance
 `ingest.read_csv_snapshot`, builds the features with `features.build_features`, labels each row here with
 its 24-hour forward log return (labels belong to training; this is a local stand-in), and keeps the most
 recent ~50k labelled rows. It trains an XGBoost regressor like training's `xgb_reg` (300 trees, depth 4)
-on all but the last 2,000 of them, plus a depth-6 one and a ridge pipeline for comparison, and times:
+on all but the last 2,000 of them, plus a depth-6 one, and training's random forest, HistGradientBoosting
+and ridge settings for comparison, and times:
 
 * `build`: `make_explainer(bundle, background)` (a 200-row background of training features);
 * `single_row`: `explainer.explain(one_row)` (top 5), median of 200 calls over different rows; also
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -96,12 +98,18 @@ def main() -> int:
     fits: dict[str, float] = {}
     models = {}
     for name, est in (("xgb_d4", XGBRegressor(max_depth=4, **params)), ("xgb_d6", XGBRegressor(max_depth=6, **params)),
+                      ("rf", RandomForestRegressor(n_estimators=100, max_depth=8, max_features="sqrt", min_samples_leaf=20,
+                                                   max_samples=20_000, n_jobs=2, random_state=args.seed)),
+                      ("hgb", HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+                                                            min_samples_leaf=100, l2_regularization=1.0,
+                                                            early_stopping=False, random_state=args.seed)),
                       ("ridge", make_pipeline(StandardScaler(), Ridge(alpha=1.0)))):
         t1 = time.perf_counter()
         models[name] = est.fit(X, y)
         fits[name] = round(time.perf_counter() - t1, 2)
-    bundles = {name: ModelBundle("ridge_reg" if name == "ridge" else "xgb_reg", HORIZON, "regression", m,
-                                 FEATURE_NAMES, FEATURE_VERSION) for name, m in models.items()}
+    family = {"xgb_d4": "xgb_reg", "xgb_d6": "xgb_reg", "rf": "rf_reg", "hgb": "hgb_reg", "ridge": "ridge_reg"}
+    bundles = {name: ModelBundle(family[name], HORIZON, "regression", m, FEATURE_NAMES, FEATURE_VERSION)
+               for name, m in models.items()}
     print("fit seconds:", fits)
 
     rng = np.random.default_rng(args.seed)
@@ -145,7 +153,10 @@ def main() -> int:
     out = {"benchmark": "explain", "rows": len(data), "train_rows": len(train), "held_out_rows": len(held),
            "features": len(FEATURE_NAMES), "coins": int(data["coin"].nunique()), "horizon": HORIZON,
            "models": {"xgb_d4": "XGBRegressor 300 trees depth 4 (training's xgb_reg settings)",
-                      "xgb_d6": "XGBRegressor 300 trees depth 6", "ridge": "StandardScaler + Ridge(alpha=1)"},
+                      "xgb_d6": "XGBRegressor 300 trees depth 6",
+                      "rf": "RandomForestRegressor 100 trees depth 8 (training's rf_reg)",
+                      "hgb": "HistGradientBoostingRegressor 200 iterations, 15 leaves (training's hgb_reg)",
+                      "ridge": "StandardScaler + Ridge(alpha=1)"},
            "fit_s": fits, "background_rows": 200, "timings": results,
            "top_features": [{"feature": f, "mean_abs_shap": float(v)} for f, v in
                             zip(top["feature"], top["mean_abs_shap"], strict=True)],

@@ -112,6 +112,10 @@ def test_contributions_add_up_to_the_output(bundles, data, kind):
     records = ex.explain_records(rows, k=3)
     json.dumps(records)
     assert ex.explain_records(X.iloc[5]) == ex.explain_records(X.iloc[[5]])  # a Series is one row
+    given = ex.explain_records(rows, predictions=bundle.predict(rows))
+    assert [r["prediction"] for r in given] == pytest.approx([r["prediction"] for r in records])
+    with pytest.raises(ModelInputError, match="2 predictions for 6 rows"):
+        ex.explain_records(rows, predictions=[0.1, 0.2])
     for rec, p in zip(records, bundle.predict(rows), strict=True):
         shown = sum(c["contribution"] for c in rec["contributions"])
         assert rec["base_value"] + shown + rec["other"] == pytest.approx(rec["output"], abs=1e-6)
