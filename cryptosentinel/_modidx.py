@@ -145,6 +145,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'cryptosentinel.explain._one_row': ('explain.html#_one_row', 'cryptosentinel/explain.py'),
                                         'cryptosentinel.explain._permutation_part': ( 'explain.html#_permutation_part',
                                                                                       'cryptosentinel/explain.py'),
+                                        'cryptosentinel.explain._ready_for_shap_plots': ( 'explain.html#_ready_for_shap_plots',
+                                                                                          'cryptosentinel/explain.py'),
                                         'cryptosentinel.explain._save_message': ('explain.html#_save_message', 'cryptosentinel/explain.py'),
                                         'cryptosentinel.explain._scaled_explanation': ( 'explain.html#_scaled_explanation',
                                                                                         'cryptosentinel/explain.py'),
