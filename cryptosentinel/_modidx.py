@@ -765,6 +765,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'cryptosentinel.steps._drift': ('steps.html#_drift', 'cryptosentinel/steps.py'),
                                       'cryptosentinel.steps._explain_models': ('steps.html#_explain_models', 'cryptosentinel/steps.py'),
                                       'cryptosentinel.steps._gate': ('steps.html#_gate', 'cryptosentinel/steps.py'),
+                                      'cryptosentinel.steps._retrain_if_asked': ('steps.html#_retrain_if_asked', 'cryptosentinel/steps.py'),
                                       'cryptosentinel.steps._seed_history': ('steps.html#_seed_history', 'cryptosentinel/steps.py'),
                                       'cryptosentinel.steps._table': ('steps.html#_table', 'cryptosentinel/steps.py'),
                                       'cryptosentinel.steps.backfill': ('steps.html#backfill', 'cryptosentinel/steps.py'),
