@@ -992,6 +992,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'cryptosentinel.store._utc': ('store.html#_utc', 'cryptosentinel/store.py'),
                                       'cryptosentinel.store._view_parts': ('store.html#_view_parts', 'cryptosentinel/store.py'),
                                       'cryptosentinel.store.check_batch': ('store.html#check_batch', 'cryptosentinel/store.py'),
+                                      'cryptosentinel.store.hopsworks_login': ('store.html#hopsworks_login', 'cryptosentinel/store.py'),
                                       'cryptosentinel.store.open_store': ('store.html#open_store', 'cryptosentinel/store.py')},
             'cryptosentinel.training': { 'cryptosentinel.training.DMResult': ('training.html#dmresult', 'cryptosentinel/training.py'),
                                          'cryptosentinel.training.Fold': ('training.html#fold', 'cryptosentinel/training.py'),
