@@ -70,6 +70,7 @@ def test_status_json_has_every_section(workspace):
     rolling = report["predictions"]["horizons"]["24h"]["rolling"]
     assert 0 < rolling["coverage_80"] <= rolling["coverage_95"] <= 1
     assert {"open", "by_severity"} <= set(report["alerts"])
+    assert "last_run" in report["drift"]
 
 
 def test_evaluate_json_has_the_documented_shape(workspace):
