@@ -233,6 +233,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                           'cryptosentinel.inference._num': ('inference.html#_num', 'cryptosentinel/inference.py'),
                                           'cryptosentinel.inference.feature_ranges': ( 'inference.html#feature_ranges',
                                                                                        'cryptosentinel/inference.py'),
+                                          'cryptosentinel.inference.forecast_rows': ( 'inference.html#forecast_rows',
+                                                                                      'cryptosentinel/inference.py'),
                                           'cryptosentinel.inference.ood_score': ('inference.html#ood_score', 'cryptosentinel/inference.py'),
                                           'cryptosentinel.inference.prediction_status': ( 'inference.html#prediction_status',
                                                                                           'cryptosentinel/inference.py'),
