@@ -32,7 +32,8 @@ def timed(fn, *args, **kwargs):
 def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="cs-bench-"))
     os.environ["CRYPTOSENTINEL_DATA_DIR"] = str(data_dir)
-    from cryptosentinel import inference, steps
+    from cryptosentinel import inference
+    from cryptosentinel import pipelines as steps
     from cryptosentinel.config import get_settings
     from cryptosentinel.registry import open_registry
     from cryptosentinel.store import open_store

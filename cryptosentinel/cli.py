@@ -19,7 +19,7 @@ from pythonjsonlogger.json import JsonFormatter
 from .config import CryptoSentinelError, DataValidationError, get_settings
 from . import features as features_mod
 from . import ingest as ingest_mod
-from . import steps
+from . import pipelines as steps
 from . import store as store_mod
 
 # %% auto #0

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptosentinel import inference, steps
+from cryptosentinel import inference
+from cryptosentinel import pipelines as steps
 from cryptosentinel.config import Settings
 from cryptosentinel.features import build_features
 from cryptosentinel.ingest import simulate_prices

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cryptosentinel import steps
+from cryptosentinel import pipelines as steps
 from cryptosentinel.features import FEATURE_VERSION, build_features
 from cryptosentinel.store import PRICES, LocalStore
 
