@@ -8,8 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DAYS ?= 120
-# uv from PATH, else the copy pip installs for this user on first use.
-UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+# uv from PATH, else a copy that .ci/get-uv unpacks from PyPI's wheel into .tools/ (no pip needed, so the
+# "externally managed" system Python of Debian 12 / Ubuntu 24.04 works too).
+UV = $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_LINK_MODE := copy
 
 .PHONY: help install run test lint typecheck nbcheck nbtest pytest bench lab hooks export clean
@@ -18,8 +19,8 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml uv.lock
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || command -v uv >/dev/null || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen --quiet --compile-bytecode
+	@command -v uv >/dev/null || $(PYTHON) .ci/get-uv
+	$(UV) sync --frozen --quiet --compile-bytecode --all-extras --python $(PYTHON)
 	@touch $@
 
 install: $(STAMP) ## create .venv with the locked dependencies
@@ -63,7 +64,7 @@ export: $(STAMP) ## notebooks -> package, then clean the notebooks
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
 
 clean: ## remove the virtual environment and caches (keeps data/)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
 
 readme: $(STAMP) ## README.md from the markdown cells of nbs/index.ipynb
 	$(BIN)/python -c "import json; nb = json.load(open('nbs/index.ipynb')); \

@@ -43,8 +43,8 @@ from xgboost import XGBRegressor
 
 from cryptosentinel.explain import agreement, lime_explain, make_explainer
 from cryptosentinel.features import FEATURE_NAMES, FEATURE_VERSION, build_features
-from cryptosentinel.ingest import read_csv_snapshot
 from cryptosentinel.registry import ModelBundle
+from cryptosentinel.snapshots import read_csv_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hourly_binance_spot"

@@ -7,14 +7,19 @@ Jobs (each the median of REPEATS rounds; the jobs run interleaved within a round
 them alike; one warm-up round first, which also pays any JIT or cache loading):
 
 * `ours`: `build_features(prices)` on the canonical stacked frame sorted by (coin, ts): input checks, all
-  35 features, market join, calendar, the keyed output frame (rows past the warm-up).
+  35 features, the market of the coins present, calendar, the keyed output frame (each run's rows past the
+  warm-up; a coin's run restarts after a gap longer than `MAX_GAP`).
 * `talib_same_set` (like for like): `talib_build_features(prices)` below, a TA-Lib implementation of the
   same 35 features from the same stacked frame to the same keyed frame. TA-Lib computes every indicator it
-  has a function for (LN, MOM, STDDEV, RSI, MACD, BBANDS, SMA, EMA, ROCP, MAX, NATR), called per coin on
+  has a function for (LN, MOM, STDDEV, RSI, MACD, BBANDS, SMA, EMA, ROCP, MAX, NATR, SUM), called per run on
   contiguous float64 arrays; NumPy does the per-row arithmetic that makes them scale-free, writing into
-  the output block; the market columns are joined by timestamp, the calendar columns derived from the
+  the output block. The market columns come from an equal-weighted index of the coins present at each bar
+  (laid out wide, one column per coin: the mean of the one-bar log returns of the coins whose previous bar
+  is not older than the market's previous bar; TA-Lib SUM and STDDEV over the index's own bars, restarting
+  after a gap longer than `MAX_GAP`), taken by timestamp; the calendar columns are derived from the
   timestamps, `missing_bars` counted. It checks nothing (its input is known to be clean), so it is a
-  lower bound for a TA-Lib feature step. Its values are checked against `build_features` before timing.
+  lower bound for a TA-Lib feature step. Its values (every column, keys and `missing_bars`) are checked
+  against `build_features` before timing.
 * `talib_core` (the old yardstick, not like for like): eight TA-Lib calls per coin, RSI(14), MACD(12,26,9),
   BBANDS(20,2), ATR(14), SMA(24), SMA(168), EMA(12), EMA(26), from the same stacked frame into one float64
   block of twelve columns aligned with the input rows. No normalisation, join, calendar or keyed frame.
@@ -117,62 +122,76 @@ def _talib_coin(high: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray,
     change[dead] = 0.0
 
 
-def talib_build_features(prices: pd.DataFrame, *, market_coin: str = "bitcoin") -> pd.DataFrame:
+def _talib_market(code: np.ndarray, ts_ns: np.ndarray, logc: np.ndarray, run_start: np.ndarray,
+                  gap_ns: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The equal-weighted market of the coins present: its bar times and its features at each.
+
+    Laid out wide (one column per coin): at each market bar, the mean of the one-bar log returns of the coins
+    whose previous bar is not older than the market's previous bar (all coins with a return there, if none is),
+    then TA-Lib SUM and STDDEV over the market's own bars, NaN within a market run's first n - 1 bars.
+    """
+    r1 = talib.MOM(logc, 1)  # across the whole stacked array: the first bar of every run is masked out below
+    r1[run_start] = np.nan
+    inside = np.flatnonzero(~np.isnan(r1))
+    times, t_idx = np.unique(ts_ns[inside], return_inverse=True)
+    c_idx = code[inside]
+    ret = np.full((len(times), int(code[-1]) + 1), np.nan)
+    prev = np.zeros(ret.shape, dtype=np.int64)
+    ret[t_idx, c_idx] = r1[inside]
+    prev[t_idx, c_idx] = ts_ns[inside - 1]  # the coin's previous bar (same coin: a run's first bar is not inside)
+    present = ~np.isnan(ret)
+    fresh = present & (prev >= np.r_[times[0], times[:-1]][:, None])
+    use = np.where(fresh.any(axis=1)[:, None], fresh, present)
+    m1 = np.where(use, ret, 0.0).sum(axis=1) / use.sum(axis=1)
+    new = np.r_[True, np.diff(times) - STEP_NS > gap_ns]
+    age = np.arange(len(times)) - np.maximum.accumulate(np.where(new, np.arange(len(times)), 0))
+    market = {}
+    for n in F.MARKET_RETURN_WINDOWS:
+        market[f"mkt_ret_{n}"] = m1.copy() if n == 1 else talib.SUM(m1, n)
+    market[f"mkt_vol_{F.MARKET_VOL_WINDOW}"] = talib.STDDEV(m1, F.MARKET_VOL_WINDOW, 1.0)
+    for name in market:
+        market[name][age < F.FEATURE_WINDOWS[name][0] - 1] = np.nan
+    return times, market
+
+
+def talib_build_features(prices: pd.DataFrame, *, max_gap: pd.Timedelta = F.MAX_GAP) -> pd.DataFrame:
     """The keyed feature frame of `build_features`, computed with TA-Lib (input assumed sorted by (coin, ts))."""
     w = F.WARMUP_BARS
+    gap_ns = int(pd.Timedelta(max_gap).value)
     coin = prices["coin"].to_numpy(dtype=object)
     ts = prices["ts"].array
     ts_ns = ts.asi8
     high, low, close, volume = (prices[k].to_numpy(np.float64) for k in ("high", "low", "close", "volume"))
-    starts = np.flatnonzero(np.r_[True, coin[1:] != coin[:-1]])
+    # runs: each coin's bars, cut after every gap longer than max_gap; each run's bars past the warm-up give rows
+    new_coin = np.r_[False, coin[1:] != coin[:-1]]
+    run_start = new_coin | (np.r_[0, np.diff(ts_ns)] - STEP_NS > gap_ns)
+    run_start[0] = True
+    starts = np.flatnonzero(run_start)
     ends = np.r_[starts[1:], len(coin)]
-    names = list(coin[starts])
-    m = names.index(market_coin)
-    market_ts = ts_ns[starts[m]:ends[m]]
-    # output rows: bars past the warm-up that have a market bar (itself past the market features' warm-up)
-    rows_per_coin, pos_per_coin = [], []
-    for s, e in zip(starts, ends, strict=True):
-        rows = np.arange(s + w, e) if e - s > w else np.arange(0)
-        pos = np.minimum(np.searchsorted(market_ts, ts_ns[rows]), len(market_ts) - 1)
-        ok = (market_ts[pos] == ts_ns[rows]) & (pos >= F.MARKET_LOOKBACK)
-        rows_per_coin.append((rows, ok))
-        pos_per_coin.append(pos[ok])
-    counts = [int(ok.sum()) for _, ok in rows_per_coin]
+    counts = np.maximum(ends - starts - w, 0)
     offsets = np.r_[0, np.cumsum(counts)]
+    rows = np.concatenate([np.arange(s + w, e) for s, e in zip(starts, ends, strict=True) if e - s > w]
+                          or [np.arange(0)])
     out = np.empty((offsets[-1], len(F.FEATURE_NAMES)), order="F")
     col = {name: j for j, name in enumerate(F.FEATURE_NAMES)}
     per_coin = [name for name in F.FEATURE_NAMES if F.FEATURE_SPEC[name][0] not in ("calendar", "market")]
-    market: dict[str, np.ndarray] = {}
-    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
-        rows, ok = rows_per_coin[i]
-        n_rows = len(rows)
-        if n_rows == 0 and i != m:
-            continue
-        every = bool(ok.all())
-        r0, r1 = offsets[i], offsets[i + 1]
-        dst = ({name: out[r0:r1, col[name]] for name in per_coin} if every
-               else {name: np.empty(n_rows) for name in per_coin})
-        if n_rows:
-            _talib_coin(high[s:e], low[s:e], close[s:e], volume[s:e], w, dst)
-        if not every:
-            for name in per_coin:
-                out[r0:r1, col[name]] = dst[name][ok]
-        if i == m:  # the market columns need the market coin's full history, not only its output rows
-            logc = talib.LN(close[s:e])
-            market = {"mkt_ret_1": talib.MOM(logc, 1), "mkt_ret_24": talib.MOM(logc, 24),
-                      "mkt_vol_24": talib.STDDEV(talib.MOM(logc, 1), 24, 1.0)}
-    pos = np.concatenate(pos_per_coin)
-    rows = np.concatenate([r[ok] for r, ok in rows_per_coin])
-    hours = market_ts // (3_600 * 10**9)
+    for i in np.flatnonzero(counts):
+        s, e, r0, r1 = starts[i], ends[i], offsets[i], offsets[i + 1]
+        _talib_coin(high[s:e], low[s:e], close[s:e], volume[s:e], w,
+                    {name: out[r0:r1, col[name]] for name in per_coin})
+    times, market = _talib_market(np.cumsum(new_coin), ts_ns, talib.LN(close), run_start, gap_ns)
+    hours = times // (3_600 * 10**9)  # the calendar of the market's bars, taken with the market columns
     hour, dow = hours % 24, (hours // 24 + 3) % 7
     market["hour"], market["dow"] = hour.astype(np.float64), dow.astype(np.float64)
     market["hour_sin"], market["hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
     market["dow_sin"], market["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
+    row_ns = ts_ns[rows]
+    pos = np.searchsorted(times, row_ns)  # a row's bar has a one-bar return inside its run: a market bar
     for name, values in market.items():
         np.take(values, pos, out=out[:, col[name]])
     np.subtract(out[:, col["ret_24"]], out[:, col["mkt_ret_24"]], out=out[:, col["excess_ret_24"]])
     gap = F.GAP_WINDOW
-    missing = (ts_ns[rows] - ts_ns[rows - gap]) // STEP_NS - gap
+    missing = (row_ns - ts_ns[rows - gap] - gap * STEP_NS + STEP_NS // 2) // STEP_NS  # bars, rounded
     frame = pd.DataFrame(out, columns=F.FEATURE_NAMES, copy=False)
     frame.insert(0, "ts", pd.Series(ts[rows], copy=False))
     frame.insert(0, "coin", coin[rows])
@@ -204,12 +223,15 @@ def talib_core(prices: pd.DataFrame) -> np.ndarray:
 
 
 def check_same(ours: pd.DataFrame, theirs: pd.DataFrame) -> float:
-    """Largest |difference| between the two frames' features (keys and missing_bars must be equal)."""
+    """Largest |difference| between the two frames' features (columns, keys and missing_bars must be equal)."""
+    if list(ours.columns) != list(theirs.columns):
+        raise AssertionError(f"columns differ: {list(ours.columns)} vs {list(theirs.columns)}")
     pd.testing.assert_frame_equal(ours[["coin", "ts", "missing_bars"]], theirs[["coin", "ts", "missing_bars"]])
-    a, b = ours[F.FEATURE_NAMES].to_numpy(), theirs[F.FEATURE_NAMES].to_numpy()
-    worst = float(np.abs(a - b).max())
+    diff = np.abs(ours[F.FEATURE_NAMES].to_numpy() - theirs[F.FEATURE_NAMES].to_numpy())  # NaN anywhere fails
+    worst = float(diff.max())
     if not worst < 1e-6:
-        raise AssertionError(f"talib_build_features differs from build_features by {worst}")
+        by_column = dict(zip(F.FEATURE_NAMES, diff.max(axis=0), strict=True))
+        raise AssertionError(f"talib_build_features differs from build_features by {worst}: {by_column}")
     return worst
 
 

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 from cryptosentinel.config import DEFAULT_COINS
-from cryptosentinel.ingest import read_csv_snapshot, simulate_prices, validate_prices
+from cryptosentinel.ingest import validate_prices
+from cryptosentinel.snapshots import read_csv_snapshot
+from cryptosentinel.sources import simulate_prices
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -40,17 +40,17 @@ def timed(fn):
 def main() -> None:
     if not SHARED.is_dir():
         sys.exit(f"{SHARED} not found: this benchmark reads the real hourly data in place")
+    from cryptosentinel.config import Settings
     from cryptosentinel.features import FEATURE_NAMES, build_features
-    from cryptosentinel.ingest import read_csv_snapshot
     from cryptosentinel.monitoring import (
-        MonitoringSettings,
         _deepchecks,
         check_batch_integrity,
         label_features,
         run_drift,
     )
+    from cryptosentinel.snapshots import read_csv_snapshot
 
-    ms = MonitoringSettings(_env_file=None)
+    ms = Settings(_env_file=None)
     t_load, prices = timed(lambda: read_csv_snapshot(SHARED).frame)
     t_feat, features = timed(lambda: build_features(prices))
     t_label, frame = timed(lambda: label_features(features, prices, horizon=24))

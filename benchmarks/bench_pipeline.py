@@ -35,8 +35,9 @@ def main() -> None:
     from cryptosentinel import inference
     from cryptosentinel import pipelines as steps
     from cryptosentinel.config import get_settings
-    from cryptosentinel.registry import open_registry
-    from cryptosentinel.store import open_store
+    from cryptosentinel.explain_outputs import Explanations
+    from cryptosentinel.registry_hopsworks import open_registry
+    from cryptosentinel.store_hopsworks import open_store
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -49,7 +50,7 @@ def main() -> None:
         results["train_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         run, results["predict_step_s"] = timed(steps.predict, store, registry, settings=settings)
 
-        explanations = steps.Explanations(store, settings)
+        explanations = Explanations(store, settings)
         predictor, results["load_models_s"] = timed(inference.Predictor, registry, settings, explain=explanations)
         vectors, _ = steps.training_view(store).latest_vectors(settings.coins)
         sources = store.latest("prices", columns=["coin", "ts", "source"]).set_index("coin")["source"]

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from cryptosentinel.features import FEATURE_VERSION, build_features
-from cryptosentinel.ingest import read_csv_snapshot
 from cryptosentinel.regimes import current_regimes, fit_pca, fit_regimes
+from cryptosentinel.snapshots import read_csv_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hourly_binance_spot"

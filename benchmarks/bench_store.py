@@ -76,7 +76,7 @@ def latencies(fn, n: int = N_LATEST) -> dict[str, float]:
 WRITER = textwrap.dedent("""
     import sys, time, pandas as pd
     from pathlib import Path
-    from cryptosentinel.store import LocalStore, PRICES
+    from cryptosentinel.store_local import LocalStore, PRICES
     store, stop = LocalStore(sys.argv[1]), Path(sys.argv[2])
     base = store.read("prices", coins=["ethereum", "solana"]).groupby("coin").tail(2000)
     i = 0

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from cryptosentinel.features import build_features
-from cryptosentinel.ingest import read_csv_snapshot
-from cryptosentinel.training import train_horizon
+from cryptosentinel.fitting import train_horizon
+from cryptosentinel.snapshots import read_csv_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"

@@ -17,10 +17,11 @@ from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
 from .config import CryptoSentinelError, DataValidationError, get_settings
-from . import features as features_mod
 from . import ingest as ingest_mod
-from . import pipelines as steps
-from . import store as store_mod
+from . import pipelines
+from .store import features_group
+from .store_hopsworks import open_store
+from . import queries
 
 # %% auto #0
 __all__ = ['log', 'app', 'configure_logging', 'main', 'ingest', 'features', 'backfill', 'train', 'evaluate', 'rollback',
@@ -49,20 +50,28 @@ def configure_logging(level: str = "INFO", # a logging level name
 app = typer.Typer(help="CryptoSentinel: crypto price forecasts that watch the market and themselves.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
+_debug = {"on": False}  # set by --debug; read by `main` when an error reaches it
+
 @app.callback()
 def _main(log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json", help="JSON log lines")] = None,
-          log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ...")] = None) -> None:
+          log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ...")] = None,
+          debug: Annotated[bool, typer.Option("--debug", help="show the traceback of any error")] = False) -> None:
+    _debug["on"] = debug
     settings = get_settings()
-    configure_logging(log_level or settings.log_level, settings.log_json if log_json is None else log_json)
+    level = "DEBUG" if debug else (log_level or settings.log_level)
+    configure_logging(level, settings.log_json if log_json is None else log_json)
 
 def main() -> None:
     "Console-script entry point: runs the app, turning user errors into one line and exit code 2."
+    _debug["on"] = False
     try:
         app()
-    except CryptoSentinelError as err:
-        typer.secho(f"error: {err}", err=True, fg="red")
-        sys.exit(2)
-    except ValidationError as err:  # settings from the environment or .env
+    except (CryptoSentinelError, ValidationError) as err:
+        if _debug["on"]:
+            raise
+        if isinstance(err, CryptoSentinelError):
+            typer.secho(f"error: {err}", err=True, fg="red")
+            sys.exit(2)
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         typer.secho(f"error: bad setting: {problems}", err=True, fg="red")
         sys.exit(2)
@@ -94,8 +103,8 @@ def ingest(
 ) -> None:
     "Fetch or read prices and store them in the `prices` feature group."
     settings = get_settings()
-    record = steps.ingest_to_store(
-        store_mod.open_store(settings), source=source or settings.source, coins=_coins(coins),
+    record = pipelines.ingest_to_store(
+        open_store(settings), source=source or settings.source, coins=_coins(coins),
         start=_timestamp(start), end=_timestamp(end), days=days, path=path, settings=settings, progress=True)
     summary = record["store"]
     typer.echo(f"ingested {record['rows']} rows of {len(record['coins'])} coins from {record['source']} "
@@ -112,8 +121,8 @@ def features(
 ) -> None:
     "Compute and store the features of new (or all) price bars."
     settings = get_settings()
-    with store_mod.open_store(settings) as store:
-        run = steps.update_features(store, coins=_coins(coins), full=full, settings=settings)
+    with open_store(settings) as store:
+        run = pipelines.update_features(store, coins=_coins(coins), full=full, settings=settings)
     s = run["store"]
     typer.echo(f"features v{run['feature_version']}: {run['computed']} rows computed, {s['inserted']} new, "
                f"{s['updated']} updated, {s['unchanged']} unchanged in {run['duration_s']:.1f}s")
@@ -127,8 +136,8 @@ def backfill(
 ) -> None:
     "Load history in chunks (an interrupted run continues where it stopped), then compute features."
     settings = get_settings()
-    with store_mod.open_store(settings) as store:
-        run = steps.backfill(store, days=days, source=source, coins=_coins(coins), path=path,
+    with open_store(settings) as store:
+        run = pipelines.backfill(store, days=days, source=source, coins=_coins(coins), path=path,
                              settings=settings, progress=True)
     typer.echo(f"backfill {run['source']}: {run['chunks_fetched']} chunk(s) fetched, {run['chunks_skipped']} "
                f"already stored; features {run['features']}; {run['duration_s']:.1f}s")
@@ -137,7 +146,7 @@ def backfill(
 
 # %% ../nbs/13_cli.ipynb #5cc97428
 def _registry() -> Any:
-    from cryptosentinel.registry import open_registry  # MLflow is slow to import: only when needed
+    from cryptosentinel.registry_hopsworks import open_registry  # MLflow is slow to import: only when needed
     return open_registry(get_settings())
 
 @app.command()
@@ -148,8 +157,8 @@ def train(
 ) -> None:
     "Walk-forward train every model and baseline, register them, and gate the champion per horizon."
     settings = get_settings()
-    with store_mod.open_store(settings) as store:
-        out = steps.train(store, _registry(), horizons=horizon, coins=_coins(coins), settings=settings,
+    with open_store(settings) as store:
+        out = pipelines.train(store, _registry(), horizons=horizon, coins=_coins(coins), settings=settings,
                           n_folds=folds, progress=True)
     typer.echo(f"trained on {out['rows']} rows of {len(out['coins'])} coins in {out['duration_s']:.0f}s; "
                f"regimes: {', '.join(out['regimes'])}")
@@ -163,7 +172,7 @@ def train(
 
 def _bundle(registry: Any, model: str, horizon: int) -> Any:
     "`champion` or NAME@VERSION (NAME: a family like xgb_reg, or a registered name like xgb_reg_24h)."
-    from cryptosentinel.registry import registered_name
+    from cryptosentinel.bundle import registered_name
     if model == "champion":
         return registry.load_champion(horizon)
     name, sep, version = model.partition("@")
@@ -183,15 +192,15 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     "Score a registered model on stored data without refitting, beside the random walk."
-    from cryptosentinel.training import evaluate_bundle
+    from cryptosentinel.fitting import evaluate_bundle
     settings = get_settings()
     h = horizon or settings.horizons[0]
     bundle = _bundle(_registry(), model, h)
-    with store_mod.open_store(settings) as store:
-        view = steps.training_view(store)
+    with open_store(settings) as store:
+        view = pipelines.training_view(store)
         first = _timestamp(start)
         if first is None:
-            newest = store.latest(steps.features_group(store), columns=["coin", "ts"])["ts"].max()
+            newest = store.latest(features_group(store), columns=["coin", "ts"])["ts"].max()
             last = _timestamp(end) or newest
             first = last - pd.Timedelta(days=30)
         frame = view.training_data(first, _timestamp(end))
@@ -227,8 +236,10 @@ def predict(
 ) -> None:
     "Forecast every coin and horizon from the latest features; store, validate and watch."
     settings = get_settings()
-    with store_mod.open_store(settings) as store:
-        run = steps.predict(store, _registry(), coins=_coins(coins), settings=settings)
+    registry = _registry()
+    with open_store(settings) as store:
+        run = pipelines.predict(store, registry, coins=_coins(coins), settings=settings)
+        run["retrained"] = pipelines.retrain_if_breached(store, registry, run, settings)  # the CLI is the flow here
     if as_json:
         typer.echo(json.dumps(run, indent=2, default=str))
         return
@@ -249,28 +260,10 @@ def _print_forecasts(forecasts: list[dict[str, Any]]) -> None:
 
 # %% ../nbs/13_cli.ipynb #8ff2a547
 def status_report() -> dict[str, Any]:
-    "The system's status as a JSON-safe dict."
-    from cryptosentinel import inference, monitoring
+    "The system's status as a JSON-safe dict (the query layer's `status_report`)."
     settings = get_settings()
-    with store_mod.open_store(settings) as store:
-        report = store.status()
-        report["tables"] = {name: {**meta, **store.summary(name)} for name, meta in report["tables"].items()}
-        if "features" in report["tables"]:
-            group = steps.features_group(store)
-            staleness = store.staleness(group)
-            oldest = staleness.max_age
-            report["tables"]["features"].update(
-                feature_version=features_mod.FEATURE_VERSION, group_version=group.version,
-                staleness={**staleness.to_dict(), "max_age_s": None if oldest is None else oldest.total_seconds()})
-        runs = {kind: [{**r["record"], "recorded_at": r["created_at"]} for r in store.runs(kind, limit=1)]
-                for kind in ("ingest", "features", "backfill", "train", "predict")}
-        predictions = inference.prediction_status(store, settings.horizons)
-        drift_runs = store.runs("drift", limit=1)
-        drift = {**drift_runs[0]["record"], "last_run": drift_runs[0]["created_at"]} if drift_runs else {"last_run": None}
-        alerts = monitoring.open_alerts(store)
-    models = _registry().status()
-    return {"store": report, "models": models, "predictions": predictions, "drift": drift, "alerts": alerts,
-            "runs": runs}
+    with open_store(settings) as store:
+        return queries.status_report(store, _registry(), settings).model_dump(mode="json")
 
 def _print_status(report: dict[str, Any]) -> None:
     store = report["store"]

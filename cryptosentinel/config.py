@@ -6,16 +6,24 @@
 from __future__ import annotations
 
 import functools
-
+import logging
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource,
+                               SettingsConfigDict)
 
 # %% auto #0
-__all__ = ['DEFAULT_COINS', 'CryptoSentinelError', 'ConfigError', 'DataValidationError', 'SourceError', 'StoreError', 'split_csv',
+__all__ = ['log', 'PACKAGE', 'DEFAULT_COINS', 'CryptoSentinelError', 'ConfigError', 'DataValidationError', 'SourceError',
+           'StoreError', 'project_root', 'default_data_dir', 'split_csv', 'MonitoringSettings', 'flat_monitoring',
            'Settings', 'get_settings']
+
+# %% ../nbs/00_config.ipynb #5d1c0e7a
+log = logging.getLogger(__name__)
 
 # %% ../nbs/00_config.ipynb #633dd13b
 class CryptoSentinelError(Exception):
@@ -33,20 +41,129 @@ class SourceError(CryptoSentinelError):
 class StoreError(CryptoSentinelError):
     "The store cannot do what was asked (unknown table, corrupt file, ...)."
 
-# %% ../nbs/00_config.ipynb #686edf19
-DEFAULT_COINS = ("bitcoin", "ethereum", "solana", "cardano", "ripple", "dogecoin", "litecoin", "binancecoin")
+# %% ../nbs/00_config.ipynb #0c4d2a11
+PACKAGE = "cryptosentinel"
 
+def _is_this_project(pyproject: Path) -> bool:
+    "Whether `pyproject` is this project's: its `[tool.nbdev]` table exports `cryptosentinel`."
+    try:
+        cfg = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        log.warning("cannot read %s (%s): data_dir falls back to ./data", pyproject, exc)
+        return False
+    nbdev = cfg.get("tool", {}).get("nbdev")
+    if not isinstance(nbdev, dict):
+        return False
+    lib = Path(str(nbdev.get("lib_path", ""))).name
+    return lib == PACKAGE or cfg.get("project", {}).get("name") == PACKAGE
+
+def project_root(start: Path | str | None = None, # where to look from; default: the working directory
+                 ) -> Path | None:
+    "The nearest folder at or above `start` with a `pyproject.toml`, when that file is this project's; else None."
+    here = (Path.cwd() if start is None else Path(start)).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder if _is_this_project(folder / "pyproject.toml") else None
+    return None
+
+def default_data_dir() -> Path:
+    "`data` in the working directory, or the project's `data/` when the working directory is inside it (`nbs/`)."
+    root = project_root()
+    if root is None or root == Path.cwd().resolve():
+        return Path("data")
+    return root / "data"
+
+# %% ../nbs/00_config.ipynb #0c4d2a15
 def split_csv(value):
     "Accept `a,b` as well as a list (pydantic-settings would otherwise want JSON)."
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
 
+class MonitoringSettings(BaseModel):
+    "Monitoring thresholds: `Settings.monitoring`."
+    # market alerts
+    alert_move_warning: float = Field(0.05, gt=0)  # |price change| over a window that warns
+    alert_move_critical: float = Field(0.10, gt=0)  # ... and that is critical
+    alert_move_windows: Annotated[list[int], NoDecode] = [1, 24]  # windows in bars; each needs a `ret_<n>` feature
+    alert_vol_z_warning: float = Field(3.0, gt=0)  # z-score of 24-h realised vol against its own history
+    alert_vol_z_critical: float = Field(5.0, gt=0)
+    alert_vol_history_bars: int = Field(720, ge=48)  # history the vol z-score compares with (30 days)
+    alert_drawdown_warning: float = Field(0.15, gt=0, lt=1)  # fall from the 7-day high
+    alert_drawdown_critical: float = Field(0.25, gt=0, lt=1)
+    alert_rsi_overbought: float = Field(70.0, gt=50, le=100)
+    alert_rsi_oversold: float = Field(30.0, ge=0, lt=50)
+    stale_data_hours: float = Field(3.0, gt=0)  # newest bar older: live forecasts refused, a warning alert
+    stale_data_critical_hours: float = Field(24.0, gt=0)  # ... older than this: a critical alert
+    alert_cooldown_hours: float = Field(6.0, ge=0)  # the same (rule, coin, severity) fires at most once per cooldown
+    alert_open_hours: float = Field(24.0, gt=0)  # alerts fired within this are "open" in the status
+    # drift
+    drift_feature_threshold: float = Field(0.3, gt=0, le=1)  # a feature drifts when its KS score reaches this
+    drift_share: float = Field(0.3, gt=0, le=1)  # drift when this share of the features drifts ...
+    drift_auc: float = Field(0.98, gt=0.5, le=1)  # ... or the domain classifier's AUC reaches this ...
+    drift_label_threshold: float = Field(0.35, gt=0, le=1)  # ... or the label's KS score reaches this
+    drift_n_samples: int = Field(10_000, ge=100)  # rows per window DeepChecks samples for drift
+    # integrity
+    integrity_n_samples: int = Field(10_000, ge=100)  # rows sampled by the type and string checks
+    integrity_outlier_z: float = Field(100.0, gt=0)  # robust z-score (median, 1.4826 MAD) a value must not exceed
+    integrity_min_bars: int = Field(24, ge=2)  # bars a batch needs before constant columns and outliers are judged
+    # performance
+    skill_tolerance: float = Field(0.05, ge=0)  # breach when MAE / random-walk MAE > 1 + this
+    coverage_tolerance: float = Field(0.10, ge=0, lt=1)  # breach when coverage < nominal - this
+    skill_window: int = Field(200, ge=1)  # the last N validated predictions of the champion
+    skill_min_predictions: int = Field(30, ge=1)  # fewer validated predictions: no verdict
+    retrain_on_breach: bool = False  # whether the pipeline retrains when a performance check breaches
+    # notifications and reports
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_retries: int = Field(2, ge=0)  # retries after the first attempt (network errors, 429, 5xx)
+    monitoring_html_offline: bool = False  # True: self-contained HTML reports (+4.8 MB of plotly.js); False: plotly.js from its CDN
+
+    @field_validator("alert_move_windows", mode="before")
+    @classmethod
+    def _windows_from_csv(cls, value: Any) -> Any:
+        return split_csv(value)
+
+    @field_validator("alert_move_windows")
+    @classmethod
+    def _windows_positive(cls, windows: list[int]) -> list[int]:
+        if any(w <= 0 for w in windows):
+            raise ValueError(f"alert_move_windows must be positive bar counts, got {windows}")
+        return sorted(set(windows))
+
+_FORMER_NAMES = {"max_feature_age_hours": "stale_data_hours"}  # flat names kept from before a merge
+
+def flat_monitoring(values: Mapping[str, Any], # variables, e.g. the environment, with lower-case names
+                    prefix: str = "", # e.g. `cryptosentinel_`
+                    ) -> dict[str, Any]:
+    "The monitoring fields found under their flat names (`prefix` + field, or a former name)."
+    found = {new: values[prefix + old] for old, new in _FORMER_NAMES.items() if prefix + old in values}
+    return found | {name: values[prefix + name] for name in MonitoringSettings.model_fields if prefix + name in values}
+
+class _FlatMonitoringSource(PydanticBaseSettingsSource):
+    "The monitoring thresholds under their flat names, read from the variables another source has loaded."
+    def __init__(self, settings_cls: type[BaseSettings], source: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.source = source
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not isinstance(self.source, EnvSettingsSource):
+            return {}
+        env = {k.lower(): v for k, v in self.source.env_vars.items() if v is not None}
+        found = flat_monitoring(env, (self.source.env_prefix or "").lower())
+        return {"monitoring": found} if found else {}
+
+# %% ../nbs/00_config.ipynb #686edf19
+DEFAULT_COINS = ("bitcoin", "ethereum", "solana", "cardano", "ripple", "dogecoin", "litecoin", "binancecoin")
+
 class Settings(BaseSettings):
     "CryptoSentinel's settings: environment (`CRYPTOSENTINEL_*`), then `.env`, then these defaults."
-    model_config = SettingsConfigDict(env_prefix="CRYPTOSENTINEL_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CRYPTOSENTINEL_", env_file=".env", extra="ignore",
+                                      env_nested_delimiter="__")
 
-    data_dir: Path = Path("data")  # local store, registry, raw cache and run records live here
+    data_dir: Path = Field(default_factory=default_data_dir)  # store, registry, raw cache and run records
     coins: Annotated[list[str], NoDecode] = list(DEFAULT_COINS)  # CoinGecko ids
     vs_currency: str = "usd"  # quote currency
     horizons: Annotated[list[int], NoDecode] = [24]  # forecast horizons in hours
@@ -71,10 +188,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False  # JSON lines instead of readable console logs
     seed: int = 42  # simulator and model seed
-    max_feature_age_hours: float = Field(3.0, gt=0)  # live data: refuse to forecast from older features
     max_model_age_days: float = Field(30.0, gt=0)  # refuse to forecast with an older champion
     ood_threshold: float = Field(0.2, ge=0, le=1)  # share of features outside the training range that flags a row
     top_features: int = Field(5, ge=1)  # contributions shown with each forecast
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)  # thresholds (see above)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        "Arguments, then the environment, then `.env`; in each, nested names before flat monitoring names."
+        return (init_settings, env_settings, _FlatMonitoringSource(settings_cls, env_settings), dotenv_settings,
+                _FlatMonitoringSource(settings_cls, dotenv_settings), file_secret_settings)
 
     @field_validator("coins", "horizons", mode="before")
     @classmethod
@@ -122,5 +250,3 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     "The process-wide settings, read on first use."
     return Settings()
-
-

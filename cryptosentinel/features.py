@@ -17,16 +17,17 @@ import pandera.pandas as pa
 import talib
 
 from .config import DataValidationError
+from .util import to_utc
 
 # %% auto #0
 __all__ = ['RETURN_WINDOWS', 'VOL_WINDOWS', 'RSI_WINDOW', 'MACD_FAST', 'MACD_SLOW', 'MACD_SIGNAL', 'BB_WINDOW', 'BB_STDS',
            'SMA_WINDOWS', 'ROC_WINDOW', 'MOM_WINDOWS', 'DRAWDOWN_WINDOW', 'ATR_WINDOW', 'VOLUME_WINDOWS',
            'VOLUME_FLOOR', 'MARKET_RETURN_WINDOWS', 'MARKET_VOL_WINDOW', 'SEED_WEIGHT', 'FEATURE_CODE_VERSION',
-           'GAP_WINDOW', 'FEATURE_SPEC', 'FEATURE_NAMES', 'FEATURE_WINDOWS', 'FEATURE_LOOKBACK', 'WARMUP_BARS',
-           'MARKET_LOOKBACK', 'SERVING_HISTORY_BARS', 'FEATURE_VERSION', 'logger', 'feature_schema',
+           'GAP_WINDOW', 'MAX_GAP', 'FEATURE_SPEC', 'FEATURE_NAMES', 'FEATURE_WINDOWS', 'FEATURE_LOOKBACK',
+           'WARMUP_BARS', 'MARKET_LOOKBACK', 'SERVING_HISTORY_BARS', 'FEATURE_VERSION', 'logger', 'feature_schema',
            'ema_convergence_bars', 'lookback_bars', 'history_bars_needed', 'returns_features', 'volatility_features',
            'rsi_features', 'macd_features', 'bollinger_features', 'trend_features', 'momentum_features', 'atr_features',
-           'volume_features', 'calendar_features', 'build_features', 'validate_features']
+           'volume_features', 'calendar_features', 'build_features', 'history_start', 'validate_features']
 
 # %% ../nbs/03_features.ipynb #cbcf2356
 RETURN_WINDOWS = (1, 4, 12, 24, 72, 168)  # log-return horizons in bars: 1 hour to 7 days on hourly data
@@ -44,8 +45,9 @@ VOLUME_FLOOR = 1e-3  # zero volume counts as this fraction of the long mean volu
 MARKET_RETURN_WINDOWS = (1, 24)
 MARKET_VOL_WINDOW = 24
 SEED_WEIGHT = 1e-12  # EMA/Wilder warm-up: bars until the seed's weight falls below this
-FEATURE_CODE_VERSION = "1"  # bump when a formula changes without a name or window changing
+FEATURE_CODE_VERSION = "2"  # bump when a formula changes without a name or window changing (2: market, gaps)
 GAP_WINDOW = max(RETURN_WINDOWS)  # `missing_bars` counts the bars missing from this look-back
+MAX_GAP = pd.Timedelta(hours=24)  # a longer gap in a coin's bars restarts its warm-up
 
 def _spec() -> dict[str, tuple[str, tuple[int, ...], str]]:
     "name -> (family, windows in bars, smoothing), in output column order."
@@ -113,10 +115,11 @@ def lookback_bars(name: str) -> int:
 FEATURE_LOOKBACK: dict[str, int] = {name: lookback_bars(name) for name in FEATURE_NAMES}
 WARMUP_BARS: int = max(FEATURE_LOOKBACK.values())
 MARKET_LOOKBACK: int = max(FEATURE_LOOKBACK[n] for n, s in FEATURE_SPEC.items() if s[0] == "market")
+assert WARMUP_BARS > 2 * (MARKET_LOOKBACK + 2)  # a coin's warm-up history covers the market's (see `history_start`)
 
 def history_bars_needed(rows: int = 1, # feature rows wanted per coin (the latest ones)
                        ) -> int:
-    "Bars of raw history per coin (market coin included) that yield the latest `rows` feature rows."
+    "Bars of raw history per coin (every coin of the market) that yield the latest `rows` feature rows."
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
     return WARMUP_BARS + rows
@@ -128,7 +131,7 @@ def _feature_version() -> str:
     spec = {"names": FEATURE_NAMES, "windows": FEATURE_WINDOWS, "lookback": FEATURE_LOOKBACK,
             "smoothing": {n: s[2] for n, s in FEATURE_SPEC.items()},
             "constants": {"bb_stds": BB_STDS, "volume_floor": VOLUME_FLOOR, "seed_weight": SEED_WEIGHT,
-                          "gap_window": GAP_WINDOW},
+                          "gap_window": GAP_WINDOW, "max_gap_s": MAX_GAP.total_seconds()},
             "code": FEATURE_CODE_VERSION}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -149,7 +152,6 @@ class _Bars(NamedTuple):
     close: np.ndarray
     volume: np.ndarray
     starts: np.ndarray  # first row of each coin
-    ends: np.ndarray  # one past the last row of each coin
     step_ns: int  # one bar in nanoseconds
 
 def _examples(prices: pd.DataFrame, mask: np.ndarray, k: int = 5) -> str:
@@ -222,9 +224,7 @@ def _prepare(prices: pd.DataFrame) -> _Bars:
                     f"prices has duplicate (coin, ts) rows: {_examples(prices, np.isin(np.arange(n), rows))}")
     else:
         new_coin = np.zeros(0, dtype=bool)
-    starts = np.flatnonzero(new_coin)
-    ends = np.append(starts[1:], n).astype(np.int64)
-    return _Bars(coin, ts, ts_ns, high, low, close, volume, starts, ends, step_ns)
+    return _Bars(coin, ts, ts_ns, high, low, close, volume, np.flatnonzero(new_coin), step_ns)
 
 # %% ../nbs/03_features.ipynb #15622a96
 _Out: TypeAlias = dict[str, np.ndarray] | None  # arrays a family writes its features into (see below)
@@ -448,62 +448,70 @@ def _coin_features(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume:
 
 _COIN_NAMES = [n for n, spec in FEATURE_SPEC.items() if spec[0] not in ("calendar", "market")]
 
-_MARKET_SOURCES = {f"mkt_ret_{n}": f"ret_{n}" for n in MARKET_RETURN_WINDOWS} | {
-    f"mkt_vol_{MARKET_VOL_WINDOW}": f"vol_{MARKET_VOL_WINDOW}"}
 _EXCESS = f"excess_ret_{max(MARKET_RETURN_WINDOWS)}"
 
+def _gap_ns(max_gap: pd.Timedelta) -> int:
+    if not pd.Timedelta(max_gap) >= pd.Timedelta(0):
+        raise ValueError(f"max_gap must be a non-negative time span, got {max_gap!r}")
+    return int(pd.Timedelta(max_gap).value)
+
+def _runs(ts_ns: np.ndarray, starts: np.ndarray, step_ns: int, gap_ns: int) -> np.ndarray:
+    "First row of every run of a coin's bars: its first bar, and each bar after a gap longer than `gap_ns`."
+    new = np.r_[True, np.diff(ts_ns) - step_ns > gap_ns][:len(ts_ns)]
+    new[starts] = True
+    return np.flatnonzero(new)
+
+def _market_features(bars: _Bars, runs: np.ndarray, gap_ns: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    "The market of the coins present: its bar times, and its features at each (NaN in its warm-up)."
+    r1 = np.r_[np.nan, np.diff(np.log(bars.close))][:len(bars.close)]
+    r1[runs] = np.nan  # the first bar of a run has no one-bar return
+    inside = ~np.isnan(r1)
+    times, which = np.unique(bars.ts_ns[inside], return_inverse=True)
+    # a coin's return counts when it starts at or after the market's previous bar (one coin's short gap does not
+    # leak into the market); at a bar where no coin's does, every coin's return across its gap counts
+    w = (np.roll(bars.ts_ns, 1)[inside] >= np.r_[times[:1], times[:-1]][which]).astype(np.float64)
+    w[np.bincount(which, weights=w, minlength=len(times))[which] == 0] = 1.0
+    m1 = np.bincount(which, weights=w * r1[inside]) / np.bincount(which, weights=w)  # equal-weighted mean
+    new = np.r_[True, np.diff(times) - bars.step_ns > gap_ns][:len(times)]
+    age = np.arange(len(times)) - np.flatnonzero(new)[np.cumsum(new) - 1]  # market bars since its run started
+    level = np.r_[0.0, np.cumsum(m1)]  # log level of the index, up to a constant per run
+    res = {}
+    for n in MARKET_RETURN_WINDOWS:
+        ret = res[f"mkt_ret_{n}"] = np.full(len(times), np.nan)
+        ok = np.flatnonzero(age >= n - 1)  # n one-bar returns inside the run
+        ret[ok] = level[ok + 1] - level[ok + 1 - n]
+    vol = res[f"mkt_vol_{MARKET_VOL_WINDOW}"] = _stddev(m1, MARKET_VOL_WINDOW)
+    vol[age < MARKET_VOL_WINDOW - 1] = np.nan
+    return times, res
+
 def build_features(prices: pd.DataFrame, # canonical raw prices: coin, ts, high, low, close, volume, ...
-                   *, market_coin: str = "bitcoin", # the coin whose returns and volatility stand for the market
+                   *, max_gap: pd.Timedelta = MAX_GAP, # a longer gap in a coin's bars restarts its warm-up
+                   market_coin: str | None = None, # deprecated and ignored: the market is the coins present
                   ) -> pd.DataFrame:
     "Causal, scale-free features keyed (coin, ts): the one feature computation of the project."
+    if market_coin is not None:
+        logger.warning("build_features(market_coin=%r) is deprecated and ignored: the market is every coin in prices",
+                       market_coin)
+    gap_ns = _gap_ns(max_gap)
     bars = _prepare(prices)
-    names = list(bars.coin[bars.starts])
-    if market_coin not in names:
-        raise DataValidationError(
-            f"market coin {market_coin!r} is not in prices (coins: {names}); its history is needed for mkt_* features")
     col = {name: j for j, name in enumerate(FEATURE_NAMES)}
-    # candidate rows: every bar past its coin's warm-up; keep those with a market bar (and its warm-up)
-    first = bars.starts + WARMUP_BARS
-    lengths = np.maximum(bars.ends - first, 0)
-    cand = np.repeat(first - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
-    m = names.index(market_coin)
-    market_ts = bars.ts_ns[bars.starts[m]:bars.ends[m]]
-    cand_ts = bars.ts_ns[cand]
-    pos = np.minimum(np.searchsorted(market_ts, cand_ts), len(market_ts) - 1)
-    ok = (market_ts[pos] == cand_ts) & (pos >= MARKET_LOOKBACK)
-    if not ok.all():
-        logger.info("dropping %d feature rows at times without a %s bar (or its warm-up)", int((~ok).sum()),
-                    market_coin)
-    rows, pos = cand[ok], pos[ok]  # row in `bars` of every output row; its market row
-    cand_offsets = np.r_[0, np.cumsum(lengths)]
-    counts = np.bincount(np.repeat(np.arange(len(names)), lengths)[ok], minlength=len(names))
-    offsets = np.r_[0, np.cumsum(counts)]
-    # one float64 block, a contiguous column per feature; coins are written in order, each straight into its rows.
-    # A coin with bars that are no rows (no market bar) writes all its bars past the warm-up, spilling into the
-    # next coin's rows (not yet written) or the slack at the end, then closes the holes.
-    slack = int((lengths - counts).max()) if len(names) else 0
-    block = np.empty((len(rows) + slack, len(FEATURE_NAMES)), order="F")
-    out = block[:len(rows)]
+    runs = _runs(bars.ts_ns, bars.starts, bars.step_ns, gap_ns)
+    run_ends = np.append(runs[1:], len(bars.close)).astype(np.int64)
+    lengths = np.maximum(run_ends - runs - WARMUP_BARS, 0)
+    offsets = np.r_[0, np.cumsum(lengths)]
+    rows = np.repeat(runs + WARMUP_BARS - offsets[:-1], lengths) + np.arange(offsets[-1])  # every output row's bar
+    # one float64 block, a contiguous column per feature; each run is written straight into its rows
+    out = np.empty((len(rows), len(FEATURE_NAMES)), order="F")
     for i in np.flatnonzero(lengths):
-        s, e, r0 = bars.starts[i], bars.ends[i], offsets[i]
+        s, e, r0, r1 = runs[i], run_ends[i], offsets[i], offsets[i + 1]
         _coin_features(bars.high[s:e], bars.low[s:e], bars.close[s:e], bars.volume[s:e], start=WARMUP_BARS,
-                       out={name: block[r0:r0 + lengths[i], col[name]] for name in _COIN_NAMES})
-        sel = ok[cand_offsets[i]:cand_offsets[i + 1]]
-        if counts[i] < lengths[i]:
-            keep = np.flatnonzero(sel)
-            k0 = int(np.argmin(sel))  # the first hole: rows before it are in place
-            for name in _COIN_NAMES:
-                values = block[r0:r0 + lengths[i], col[name]]
-                values[k0:counts[i]] = values[keep[k0:]]
-    # every output row shares its ts with market row `pos`: calendar and market features are gathered from there
-    market_close = bars.close[bars.starts[m]:bars.ends[m]]
-    sources = returns_features(market_close, MARKET_RETURN_WINDOWS) | volatility_features(
-        market_close, (MARKET_VOL_WINDOW,))
-    market = {name: sources[src] for name, src in _MARKET_SOURCES.items()} | calendar_features(market_ts)
-    for name, values in market.items():
-        np.take(values, pos, out=out[:, col[name]], mode="clip")
+                       out={name: out[r0:r1, col[name]] for name in _COIN_NAMES})
+    times, market = _market_features(bars, runs, gap_ns)
+    pos = np.searchsorted(times, bars.ts_ns[rows])  # every output row's bar is a market bar
+    for name, values in (market | calendar_features(times)).items():
+        np.take(values, pos, out=out[:, col[name]])
     np.subtract(out[:, col["ret_24"]], out[:, col["mkt_ret_24"]], out=out[:, col[_EXCESS]])
-    excess_ns = market_ts[pos] - bars.ts_ns[rows - GAP_WINDOW] - GAP_WINDOW * bars.step_ns
+    excess_ns = bars.ts_ns[rows] - bars.ts_ns[rows - GAP_WINDOW] - GAP_WINDOW * bars.step_ns
     missing = np.zeros(len(rows), dtype=np.int64)
     gap = np.flatnonzero(excess_ns)  # usually none: skip the slow integer division
     missing[gap] = (excess_ns[gap] + bars.step_ns // 2) // bars.step_ns
@@ -511,8 +519,24 @@ def build_features(prices: pd.DataFrame, # canonical raw prices: coin, ts, high,
     frame.insert(0, "ts", pd.Series(bars.ts[rows], copy=False))
     frame.insert(0, "coin", bars.coin[rows])
     frame["missing_bars"] = missing
-    logger.debug("built %d feature rows for %d coins (version %s)", len(frame), len(names), FEATURE_VERSION)
+    logger.debug("built %d feature rows for %d coins, %d restarts after gaps over %s (version %s)", len(frame),
+                 len(bars.starts), len(runs) - len(bars.starts), max_gap, FEATURE_VERSION)
     return frame
+
+# %% ../nbs/03_features.ipynb #5b1e2a73
+def history_start(bars: pd.DataFrame, # `coin`, `ts` (and `granularity`) of the stored bars before `first`
+                  first: pd.Timestamp, # the earliest bar whose feature row must equal a full recomputation
+                  *, max_gap: pd.Timedelta = MAX_GAP, # as passed to `build_features`
+                 ) -> pd.Timestamp:
+    "The earliest `ts` to read, for every coin, so that the feature rows from `first` on are exact."
+    first, gap_ns = to_utc(first, "first", error=DataValidationError), _gap_ns(max_gap)
+    gran = bars["granularity"].iloc[0] if "granularity" in bars.columns and len(bars) else "1h"
+    before = bars.loc[bars["ts"] < first, ["coin", "ts"]]
+    need = [first]
+    for _, ts in before.groupby("coin")["ts"]:  # each coin's last WARMUP_BARS bars, from its last long gap on
+        ts_ns = np.sort(ts.dt.tz_convert("UTC").array.as_unit("ns").asi8)[-WARMUP_BARS:]
+        need.append(pd.Timestamp(ts_ns[_runs(ts_ns, np.zeros(1, np.int64), _STEP_NS[gran], gap_ns)[-1]], tz="UTC"))
+    return min(need)
 
 # %% ../nbs/03_features.ipynb #e9af8269
 def _finite(s: pd.Series) -> pd.Series:

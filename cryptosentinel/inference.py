@@ -14,25 +14,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .alerts import predictions_group, rolling_skill
 from .config import Settings, get_settings
-from .registry import ModelBundle, ModelNotFoundError, Registry, RegistryError
+from .util import utc_now
+from .bundle import ModelBundle, RegistryError
+from .registry import ModelNotFoundError, Registry
 from .store import FeatureGroupSpec
 
 # %% auto #0
-__all__ = ['log', 'VALIDATION_COLUMNS', 'OOD_QUANTILES', 'LIVE_SOURCES', 'Explain', 'predictions_group', 'score_predictions',
-           'rolling_skill', 'feature_ranges', 'ood_score', 'HorizonModels', 'Predictor', 'forecast_rows',
-           'record_predictions', 'validate_history', 'prediction_status']
+__all__ = ['log', 'VALIDATION_COLUMNS', 'OOD_QUANTILES', 'LIVE_SOURCES', 'Explain', 'score_predictions', 'feature_ranges',
+           'ood_score', 'HorizonModels', 'Predictor', 'forecast_rows', 'record_predictions', 'validate_history',
+           'prediction_status']
 
 # %% ../nbs/10_inference.ipynb #d86e980e
 log = logging.getLogger(__name__)
 
 # %% ../nbs/10_inference.ipynb #8e232a0a
-def predictions_group(horizon: int) -> FeatureGroupSpec:
-    "The prediction-history group of one horizon."
-    return FeatureGroupSpec(f"predictions_h{horizon}", 1, primary_key=("coin", "made_at"), event_time="made_at",
-                            description=f"Forecasts {horizon} h ahead, keyed by the features' bar time; "
-                                        "validation columns filled once the horizon has passed.")
-
 VALIDATION_COLUMNS = ("validated", "actual_price", "actual_return", "abs_error", "rw_abs_error", "direction_outcome",
                       "inside_80", "inside_95")
 
@@ -56,23 +53,6 @@ def score_predictions(predictions: pd.DataFrame,  # coin, made_at, horizon, pric
         direction_outcome=outcome,
         inside_80=(actual >= scored["lo_80"]) & (actual <= scored["hi_80"]),
         inside_95=(actual >= scored["lo_95"]) & (actual <= scored["hi_95"]))
-
-# %% ../nbs/10_inference.ipynb #0f677f39
-def rolling_skill(validated: pd.DataFrame,  # scored predictions (see `score_predictions`)
-                  window: int = 30 * 24,  # the most recent validated forecasts per group
-                  by: Sequence[str] = ("coin", "model_version"),
-                  ) -> pd.DataFrame:
-    "MASE against the random walk, interval coverage and direction accuracy per group."
-    recent = validated.sort_values("made_at").groupby(list(by), group_keys=False).tail(window)
-    scored = recent["direction_outcome"].isin(["right", "wrong"])
-    g = recent.assign(right=recent["direction_outcome"].eq("right"), scored=scored).groupby(list(by))
-    out = pd.DataFrame({
-        "n": g.size(), "mae": g["abs_error"].mean(), "rw_mae": g["rw_abs_error"].mean(),
-        "coverage_80": g["inside_80"].mean(), "coverage_95": g["inside_95"].mean(),
-        "direction_accuracy": g["right"].sum() / g["scored"].sum().replace(0, np.nan),
-        "since": g["made_at"].min(), "until": g["made_at"].max()})
-    out["mase"] = out["mae"] / out["rw_mae"]
-    return out.reset_index()
 
 # %% ../nbs/10_inference.ipynb #e2e23276
 OOD_QUANTILES = (0.005, 0.995)
@@ -146,9 +126,9 @@ class Predictor:
                 now: Any = None,  # the clock (tests)
                 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         "One forecast per coin and horizon, and the refused ones with their reasons."
-        now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        now = utc_now(now)
         rows, refused = [], []
-        max_age = pd.Timedelta(hours=self.settings.max_feature_age_hours)
+        max_age = pd.Timedelta(hours=self.settings.monitoring.stale_data_hours)
         for h, m in self.models.items():
             model_age = self.model_age_days(h, now)
             if model_age is not None and model_age > self.settings.max_model_age_days:

@@ -6,6 +6,7 @@ Only what CryptoSentinel calls is here; the parameter names and defaults are the
 
 Behaviours kept from the real client:
 * `login` -> project -> `get_feature_store()`; a wrong or missing API key is refused.
+* its own failures are `FeatureStoreException` and `RestAPIError` (declared in `FakeHopsworks.errors`).
 * `get_or_create_feature_group` returns a group that has no schema until its first `insert`.
 * `insert` lower-cases column names and converts tz-aware times to naive UTC; the offline table is
   upserted on primary key + event time; an online-enabled group keeps the last written row per primary
@@ -425,7 +426,14 @@ class Project:
 
 
 class FakeHopsworks:
-    """Stands in for the `hopsworks` module: `FakeHopsworks(api_key="k").login(...)`."""
+    """Stands in for the `hopsworks` module: `FakeHopsworks(api_key="k").login(...)`.
+
+    `errors` are the client's own exception types (the real ones live in
+    `hopsworks_common.client.exceptions`); `cryptosentinel.store_hopsworks.hopsworks_errors(fake.login)`
+    reads them, so only these become user errors. A fake of another service adds its own.
+    """
+
+    errors: tuple[type[Exception], ...] = (FeatureStoreException, RestAPIError)
 
     def __init__(self, api_key: str = "test-key", project: str = "cryptosentinel"):
         self.api_key, self.default_project = api_key, project

@@ -1,6 +1,6 @@
 """A file-backed fake of the Hopsworks model registry (hsml, hopsworks 5), with the real call signatures.
 
-Only what `cryptosentinel.registry.HopsworksRegistry` calls is here; parameter names and defaults are
+Only what `cryptosentinel.registry_hopsworks.HopsworksRegistry` calls is here; parameter names and defaults are
 the real ones (`test_registry_hopsworks.py` checks them against the installed `hsml`). No `**kwargs`,
 so a misspelt argument fails here as it would there.
 
@@ -13,6 +13,8 @@ Behaviours kept from the real client:
 * `get_model(name, version=None)` warns and defaults to version 1; an unknown model is `None`.
 * `get_models(name)` lists every version (empty for an unknown name); `get_best_model(name, metric,
   direction)` sorts on a training metric ('max' or 'min').
+* its own failures are `ModelRegistryException` (model registry) besides the store fake's
+  `FeatureStoreException` and `RestAPIError`, all declared in `FakeHopsworksRegistry.errors`.
 * `model.download(local_path)` copies the files into `local_path`; without it, into a cache
   directory that is reused on the next call (as the real cache is).
 """
@@ -169,6 +171,8 @@ class MLProject(Project):
 
 class FakeHopsworksRegistry(FakeHopsworks):
     """`FakeHopsworks` whose projects also have a model registry, stored under `root`."""
+
+    errors: tuple[type[Exception], ...] = (*FakeHopsworks.errors, ModelRegistryException)
 
     def __init__(self, root: Path | str, api_key: str = "test-key", project: str = "cryptosentinel"):
         super().__init__(api_key=api_key, project=project)

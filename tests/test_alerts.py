@@ -7,34 +7,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptosentinel.config import ConfigError, DataValidationError
-from cryptosentinel.monitoring import (
-    Alert,
+from cryptosentinel.alerts import (
     Breach,
-    DriftReport,
-    MonitoringSettings,
     check_performance,
     evaluate_alerts,
-    get_monitoring_settings,
     open_alerts,
+    predictions_group,
     raise_alerts,
     record_performance,
+    rolling_skill,
+    validated_predictions,
+    watch,
 )
-from cryptosentinel.store import LocalStore, Staleness
+from cryptosentinel.config import ConfigError, DataValidationError, MonitoringSettings, Settings, get_settings
+from cryptosentinel.features import build_features
+from cryptosentinel.monitoring import DriftReport
+from cryptosentinel.notify import Alert, Notifier
+from cryptosentinel.sources import simulate_prices
+from cryptosentinel.store import PRICES, Staleness, features_group
+from cryptosentinel.store_local import LocalStore
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_monitoring_settings():
-    get_monitoring_settings.cache_clear()
-    yield
-    get_monitoring_settings.cache_clear()
+def thresholds(**monitoring) -> Settings:
+    """Settings without a .env file, with these monitoring thresholds."""
+    return Settings(_env_file=None, monitoring=monitoring)
 
 
 @pytest.fixture()
-def ms() -> MonitoringSettings:
-    return MonitoringSettings(_env_file=None)
+def ms() -> Settings:
+    return thresholds()
 
 
 @pytest.fixture()
@@ -103,8 +106,8 @@ def test_just_below_the_thresholds_fires_nothing(ms):
 
 def test_thresholds_come_from_settings():
     f = with_last(calm(), "bitcoin", ret_1=math.log(1.03))
-    assert fired(evaluate_alerts(f, f, now=T0, settings=MonitoringSettings(_env_file=None, alert_move_warning=0.02)))
-    assert not evaluate_alerts(f, f, now=T0, settings=MonitoringSettings(_env_file=None))
+    assert fired(evaluate_alerts(f, f, now=T0, settings=thresholds(alert_move_warning=0.02)))
+    assert not evaluate_alerts(f, f, now=T0, settings=thresholds())
 
 
 def drift_report(detected: bool) -> DriftReport:
@@ -142,7 +145,7 @@ def test_cooldown(store, ms):
     assert len(raise_alerts(store, at(0), settings=ms)) == 1
     assert raise_alerts(store, at(1), settings=ms) == []  # same condition within the cooldown: once
     assert raise_alerts(store, at(5.9), settings=ms) == []
-    again = raise_alerts(store, at(ms.alert_cooldown_hours + 0.5), settings=ms)  # after the cooldown: again
+    again = raise_alerts(store, at(ms.monitoring.alert_cooldown_hours + 0.5), settings=ms)  # after the cooldown: again
     assert fired(again) == {("drawdown", "ethereum", "warning")}
     # an escalation is another severity: it fires at once
     worse = with_last(calm(), "ethereum", drawdown_168=-0.3)
@@ -157,8 +160,8 @@ def test_cooldown(store, ms):
 
 def test_cooldown_within_one_batch_and_from_settings(store):
     a = Alert("drift", "warning", None, "m", {}, T0)
-    assert len(raise_alerts(store, [a, a], settings=MonitoringSettings(_env_file=None))) == 1
-    no_cooldown = MonitoringSettings(_env_file=None, alert_cooldown_hours=0)
+    assert len(raise_alerts(store, [a, a], settings=thresholds())) == 1
+    no_cooldown = thresholds(alert_cooldown_hours=0)
     assert len(raise_alerts(store, [Alert("drift", "warning", None, "m", {}, T0 + pd.Timedelta(minutes=1))],
                             settings=no_cooldown)) == 1
 
@@ -205,10 +208,10 @@ def test_bad_model_breaches(ms):
     by_rule = {b.rule: b for b in breaches}
     assert set(by_rule) == {"model_skill", "interval_coverage_80", "interval_coverage_95"}
     skill = by_rule["model_skill"]
-    assert math.isclose(skill.value, 1.3) and math.isclose(skill.threshold, 1 + ms.skill_tolerance)
-    assert skill.n == ms.skill_window and skill.model_version == "v3" and skill.horizon == 24
+    assert math.isclose(skill.value, 1.3) and math.isclose(skill.threshold, 1 + ms.monitoring.skill_tolerance)
+    assert skill.n == ms.monitoring.skill_window and skill.model_version == "v3" and skill.horizon == 24
     assert all(b.retrain_recommended for b in breaches)
-    assert by_rule["interval_coverage_80"].value < 0.8 - ms.coverage_tolerance
+    assert by_rule["interval_coverage_80"].value < 0.8 - ms.monitoring.coverage_tolerance
 
 
 def test_only_the_champion_and_recent_rows_count(ms):
@@ -224,7 +227,7 @@ def test_only_the_champion_and_recent_rows_count(ms):
 
 
 def test_too_few_predictions_no_verdict(ms):
-    assert check_performance(validated(error_ratio=3.0, n=ms.skill_min_predictions - 1), ms) == []
+    assert check_performance(validated(error_ratio=3.0, n=ms.monitoring.skill_min_predictions - 1), ms) == []
 
 
 def test_performance_refuses_missing_columns(ms):
@@ -233,12 +236,75 @@ def test_performance_refuses_missing_columns(ms):
 
 
 def test_record_performance_and_retrain_flag(store, monkeypatch):
-    breaches = check_performance(validated(error_ratio=1.3), MonitoringSettings(_env_file=None))
-    rec = record_performance(store, breaches, MonitoringSettings(_env_file=None))
+    breaches = check_performance(validated(error_ratio=1.3), thresholds())
+    rec = record_performance(store, breaches, thresholds())
     assert rec["retrain_recommended"] is True and rec["retrain"] is False
     monkeypatch.setenv("CRYPTOSENTINEL_RETRAIN_ON_BREACH", "true")
-    get_monitoring_settings.cache_clear()
+    get_settings.cache_clear()
     rec = record_performance(store, breaches)
     assert rec["retrain"] is True
     assert store.runs("performance")[0]["record"]["breaches"][0]["rule"] == "model_skill"
     assert record_performance(store, [])["retrain_recommended"] is False
+
+
+def test_injected_settings_win_over_the_environment(store, monkeypatch):
+    """Given settings are used as given: the process settings say retrain, the injected ones do not."""
+    given = thresholds()  # read before the environment changes
+    monkeypatch.setenv("CRYPTOSENTINEL_RETRAIN_ON_BREACH", "true")
+    monkeypatch.setenv("CRYPTOSENTINEL_SKILL_TOLERANCE", "5")
+    get_settings.cache_clear()
+    assert get_settings().monitoring.retrain_on_breach is True
+    breaches = check_performance(validated(error_ratio=1.3), given)
+    assert [b.rule for b in breaches] == ["model_skill"]
+    assert check_performance(validated(error_ratio=1.3)) == []  # the process settings: tolerance 5
+    assert record_performance(store, breaches, given)["retrain"] is False
+
+
+def test_unknown_move_window_is_a_config_error():
+    f = calm()
+    with pytest.raises(ConfigError, match="return windows"):
+        evaluate_alerts(f, f, now=T0, settings=thresholds(alert_move_windows=[5]))
+    assert isinstance(thresholds(alert_move_windows="24,1").monitoring, MonitoringSettings)
+
+
+def test_rolling_skill_is_what_check_performance_judges(ms):
+    """One computation: the breach's value is the champion's MASE from `rolling_skill` over the same window."""
+    frame = validated(error_ratio=1.3, n=300)
+    skill = rolling_skill(frame, window=ms.monitoring.skill_window, by=("horizon",)).iloc[0]
+    (breach,) = [b for b in check_performance(frame, ms) if b.rule == "model_skill"]
+    assert math.isclose(breach.value, skill["mase"]) and breach.n == skill["n"] == ms.monitoring.skill_window
+    # rows without both errors are left out, by both
+    holes = frame.assign(abs_error=frame["abs_error"].where(frame.index % 10 != 0))
+    assert rolling_skill(holes, window=10_000, by=("horizon",))["n"].iloc[0] == 270
+
+
+# --- the monitoring pass after a prediction run -------------------------------------------------------------
+
+def test_watch_after_a_prediction_run(store):
+    prices = simulate_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-02-10", seed=3)
+    features = build_features(prices)
+    as_of = features["ts"].max()
+    history = validated(error_ratio=1.3).rename(columns={"model_version": "model"}).assign(validated=True)
+    store.upsert(PRICES, prices)
+    store.upsert(features_group(store), features)
+    store.upsert(store.get_or_create_feature_group(predictions_group(24)), history)
+    sent = []
+
+    class Recorder(Notifier):
+        def send(self, alerts):
+            sent.extend(alerts)
+            return {"test": "sent"}
+
+    given = thresholds(retrain_on_breach=True)
+    out = watch(store, [24], ["bitcoin", "ethereum"], live_now=False, as_of=as_of, settings=given, notifier=Recorder())
+    assert set(out) == {"drift", "performance", "alerts_raised"} and out["drift"] is None
+    assert out["performance"]["retrain_recommended"] is True and out["performance"]["retrain"] is True
+    assert any("random walk" in m for m in out["alerts_raised"]) and len(sent) == len(out["alerts_raised"])
+    assert not any(a.rule == "stale_data" for a in sent)  # a snapshot is judged against its own last bar
+    assert store.runs("performance")[0]["record"]["retrain"] is True
+    # live data an hour after the limit: stale; the defaults do not retrain
+    later = watch(store, [24], ["bitcoin", "ethereum"], live_now=True, as_of=as_of, settings=thresholds(),
+                  now=as_of + pd.Timedelta(hours=4), notifier=Recorder())
+    assert later["performance"]["retrain"] is False
+    assert sum("newest bar is 4.0 h old" in m for m in later["alerts_raised"]) == 2
+    assert validated_predictions(store, [24, 1]).shape[0] == len(history)

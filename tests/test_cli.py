@@ -62,6 +62,12 @@ def test_user_mistakes_give_one_line_and_exit_code_2(args, message):
     assert status()["store"]["tables"].get("prices", {"rows": 0})["rows"] == 0  # nothing written
 
 
+def test_debug_shows_the_traceback_of_a_user_error():
+    result = run("--debug", "ingest", "--source", "csv", "--path", "/no/such/dir")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "does not exist" in result.stderr
+
+
 def test_a_bad_setting_is_named():
     result = run("status", env_extra={"CRYPTOSENTINEL_HORIZONS": "abc"})
     assert result.returncode == 2

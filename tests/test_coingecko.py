@@ -16,16 +16,10 @@ from coingecko_server import (
     json_reply,
 )
 
+from cryptosentinel.coingecko import CoinGeckoClient, RateLimiter, fetch_daily, fetch_hourly
 from cryptosentinel.config import ConfigError, Settings, SourceError
-from cryptosentinel.ingest import (
-    ATTRIBUTION,
-    CoinGeckoClient,
-    RateLimiter,
-    fetch_daily,
-    fetch_hourly,
-    load_prices,
-    validate_prices,
-)
+from cryptosentinel.ingest import ATTRIBUTION, validate_prices
+from cryptosentinel.sources import load_prices
 
 pytestmark = pytest.mark.shared_data
 
@@ -283,7 +277,7 @@ def test_auto_uses_coingecko_when_it_answers(server, fixtures):
 def test_auto_falls_back_to_simulator_with_a_warning(server, caplog):
     server.add("/ping", html_reply(CLOUDFLARE_429_HTML, 429))
     settings = Settings(_env_file=None, coingecko_base_url=server.url)
-    with caplog.at_level(logging.WARNING, logger="cryptosentinel.ingest"):
+    with caplog.at_level(logging.WARNING, logger="cryptosentinel.sources"):
         df, rec = load_prices("auto", ["bitcoin", "ethereum"], days=3, settings=settings)
     assert rec.source == "synthetic" and set(df["source"]) == {"synthetic"}
     assert rec.rows == 2 * 3 * 24

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from cryptosentinel.config import DataValidationError, SourceError
-from cryptosentinel.ingest import TICKER_TO_ID, load_prices, read_csv_snapshot
+from cryptosentinel.ingest import TICKER_TO_ID
+from cryptosentinel.snapshots import read_csv_snapshot
+from cryptosentinel.sources import load_prices
 
 UTC = "UTC"
 GAPS = [  # (last candle before, first candle after, missing hours), the same in every hourly file

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from cryptosentinel import eda
+from cryptosentinel import eda, eda_summary
 from cryptosentinel.config import DataValidationError
 
 COINS = ["bitcoin", "ethereum", "solana"]
@@ -52,11 +52,11 @@ def iid():
 
 @pytest.fixture(scope="module")
 def iid_summary(iid):
-    return eda.summarize(iid)
+    return eda_summary.summarize(iid)
 
 
 def text(summary) -> str:
-    return "\n".join(eda.findings(summary))
+    return "\n".join(eda_summary.findings(summary))
 
 
 # --- returns and the grid ------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def test_daily_returns_sum_the_hourly_ones(iid):
 ])
 def test_unusable_frames_are_refused_with_the_reason(iid, change, message):
     with pytest.raises(DataValidationError, match=message):
-        eda.summarize(change(iid))
+        eda_summary.summarize(change(iid))
 
 
 # --- distributions ---------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_iid_normal_returns_are_not_called_fat_tailed(iid_summary):
 
 def test_student_t_returns_are_called_fat_tailed():
     rng = np.random.default_rng(3)
-    summary = eda.summarize(frame_from_returns({c: 0.01 * rng.standard_t(3, 4000) for c in COINS}))
+    summary = eda_summary.summarize(frame_from_returns({c: 0.01 * rng.standard_t(3, 4000) for c in COINS}))
     assert all(v["excess_kurtosis"] > 3 for v in summary["distribution"]["bar"].values())
     assert "Returns are fat-tailed: excess kurtosis of hourly returns ranges from" in text(summary)
 
@@ -117,7 +117,7 @@ def test_iid_returns_show_no_clustering_and_no_autocorrelation(iid, iid_summary)
 
 def test_garch_series_shows_volatility_clustering():
     frame = frame_from_returns({c: garch_returns(5000, seed=i) for i, c in enumerate(COINS)})
-    summary = eda.summarize(frame)
+    summary = eda_summary.summarize(frame)
     for coin in COINS:
         assert summary["ljung_box"]["per_coin"][coin]["abs_p"] < 1e-6
         assert summary["autocorrelation"]["per_coin"][coin]["abs_lag1"] > 0.05
@@ -149,7 +149,7 @@ def test_planted_hour_of_day_effect_is_found():
     assert tests.loc[("hourcoin", "hour", "abs_return"), "peak"] == 14
     assert tests.loc[("bitcoin", "hour", "abs_return"), "pvalue"] > 0.01
     assert tests.loc[("bitcoin", "hour", "rel_volume"), "peak"] == 9
-    summary = eda.summarize(frame)
+    summary = eda_summary.summarize(frame)
     assert summary["seasonality"]["hour"]["profile"]["abs_return"]["peak"] == 14
     t = text(summary)
     assert "Only the hourcoin" not in t  # n=2: "1 of 2 coins"
@@ -161,7 +161,7 @@ def test_planted_hour_of_day_effect_is_found():
 def test_daily_bars_are_analysed_by_weekday_only():
     rng = np.random.default_rng(8)
     frame = frame_from_returns({c: rng.normal(0, 0.03, 400) for c in COINS}, freq="1D")
-    summary = eda.summarize(frame)
+    summary = eda_summary.summarize(frame)
     assert list(summary["seasonality"]) == ["weekday"]
     assert summary["meta"]["granularity"] == "1d"
     assert "hour" not in text(summary)
@@ -171,10 +171,10 @@ def test_daily_bars_are_analysed_by_weekday_only():
 def test_short_and_single_coin_histories_are_summarised_with_fitting_words():
     rng = np.random.default_rng(9)
     short = frame_from_returns({c: rng.normal(0, 0.03, 45) for c in ["bitcoin", "ethereum"]}, freq="1D")
-    summary = eda.summarize(short)
+    summary = eda_summary.summarize(short)
     assert summary["autocorrelation"]["nlags"] == 14 and summary["ljung_box"]["lags"] == 14
     assert "With only 44 returns per coin these tests have little power." in text(summary)
-    single = eda.summarize(frame_from_returns({"bitcoin": 0.01 * rng.standard_t(3, 2000)}))
+    single = eda_summary.summarize(frame_from_returns({"bitcoin": 0.01 * rng.standard_t(3, 2000)}))
     t = text(single)
     assert "excess kurtosis of hourly returns is" in t and "for the coin" in t and "ranges" not in t.split("\n")[3]
     assert "Coins move" not in t  # one coin: nothing to correlate
@@ -188,7 +188,7 @@ def test_random_walk_log_price_is_non_stationary_and_its_returns_stationary():
     table = eda.stationarity_tests(frame)
     assert (table["adf_logprice_p"] > 0.05).all() and (table["kpss_logprice_p"] < 0.05).all()
     assert (table["adf_returns_p"] < 0.01).all() and (table["kpss_returns_p"] > 0.05).all()
-    assert "Log prices are non-stationary (ADF p>0.05 for all 3 coins" in text(eda.summarize(frame))
+    assert "Log prices are non-stationary (ADF p>0.05 for all 3 coins" in text(eda_summary.summarize(frame))
 
 
 def test_stationary_log_price_is_not_called_non_stationary():
@@ -197,7 +197,7 @@ def test_stationary_log_price_is_not_called_non_stationary():
     for i in range(1, 3000):  # AR(1) log price around a level: mean-reverting
         x[i] = 0.5 * x[i - 1] + rng.normal(0, 0.01)
     frame = frame_from_returns({"bitcoin": np.diff(np.r_[0.0, x])})
-    summary = eda.summarize(frame)
+    summary = eda_summary.summarize(frame)
     assert summary["stationarity"]["per_coin"]["bitcoin"]["adf_logprice_p"] < 0.01
     t = text(summary)
     assert "Log prices look stationary" in t and "non-stationary" not in t
@@ -219,7 +219,7 @@ def test_removed_hour_duplicate_zero_volume_and_jump_are_reported(iid):
     assert quality.loc["ethereum", "outliers"] == 1 and quality.loc["solana", "outliers"] == 0
     outliers = eda.return_outliers(broken)
     assert outliers.iloc[0]["coin"] == "ethereum" and outliers.iloc[0]["log_return"] > 0.39
-    t = text(eda.summarize(broken))
+    t = text(eda_summary.summarize(broken))
     assert "bitcoin 1 (1 bar); no gaps in ethereum and solana" in t
     assert "1 duplicated timestamp (bitcoin 1)" in t and "1 zero-volume bar (bitcoin 1)" in t
     assert "1 return has a robust z-score above 10" in t
@@ -295,7 +295,7 @@ def test_acf_figure_draws_one_line_per_coin(iid):
 @pytest.mark.slow
 def test_import_does_not_load_statsmodels():
     """statsmodels costs seconds to import; the dashboard imports eda for its figures and should not pay it."""
-    code = "import sys, cryptosentinel.eda; print('statsmodels' in sys.modules)"
+    code = "import sys, cryptosentinel.eda, cryptosentinel.eda_summary; print('statsmodels' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -303,9 +303,10 @@ def test_import_does_not_load_statsmodels():
 # --- the simulator and the real data ---------------------------------------------------------------
 
 def test_simulated_prices_summarize():
-    ingest = pytest.importorskip("cryptosentinel.ingest")
-    prices = ingest.simulate_prices(COINS, "2024-01-01", "2024-03-01", freq="1h", seed=3)
-    summary = eda.summarize(prices)
+    from cryptosentinel.sources import simulate_prices
+
+    prices = simulate_prices(COINS, "2024-01-01", "2024-03-01", freq="1h", seed=3)
+    summary = eda_summary.summarize(prices)
     assert summary["meta"]["simulated"] and summary["meta"]["n_coins"] == 3
     assert "(simulated data)" in text(summary)
 
@@ -313,10 +314,10 @@ def test_simulated_prices_summarize():
 @pytest.fixture(scope="module")
 def real_summary(request):
     shared_data = request.getfixturevalue("shared_data")
-    from cryptosentinel.ingest import read_csv_snapshot
+    from cryptosentinel.snapshots import read_csv_snapshot
 
     prices = read_csv_snapshot(shared_data / "hourly_binance_spot").frame
-    return eda.summarize(prices)
+    return eda_summary.summarize(prices)
 
 
 @pytest.mark.shared_data

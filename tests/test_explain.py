@@ -20,6 +20,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier, XGBRegressor
 
+from cryptosentinel.bundle import (
+    MissingFeatureError,
+    ModelBundle,
+    ModelInputError,
+    load_bundle,
+    save_bundle,
+)
 from cryptosentinel.explain import (
     CONSTANT_NOTE,
     ExplainError,
@@ -27,15 +34,14 @@ from cryptosentinel.explain import (
     agreement_text,
     lime_explain,
     make_explainer,
+)
+from cryptosentinel.explain_outputs import (
+    BACKGROUND_DAYS,
+    Explanations,
+    explain_models,
+    lime_check,
     save_summary_plot,
     save_waterfall,
-)
-from cryptosentinel.registry import (
-    MissingFeatureError,
-    ModelBundle,
-    ModelInputError,
-    load_bundle,
-    save_bundle,
 )
 
 FEATURES = ["strong", "weak", *[f"noise_{i}" for i in range(6)]]
@@ -192,16 +198,32 @@ def test_random_forest_classifier_explains_probability(data):
                                atol=1e-6)
 
 
-def test_unknown_model_needs_a_background_then_uses_permutation_shap(data):
+def test_unknown_model_needs_a_background_then_uses_permutation_shap(data, caplog):
     X, y = data
     knn = KNeighborsRegressor(n_neighbors=15).fit(X, y)
     b = ModelBundle("knn_reg", 24, "regression", knn, FEATURES, "test")
     with pytest.raises(ExplainError, match="background"):
         make_explainer(b)
-    ex = make_explainer(b, X, max_background=50)
+    with caplog.at_level("WARNING", logger="cryptosentinel.explain"):
+        ex = make_explainer(b, X, max_background=50)
     assert ex.method == "permutation" and len(ex.background) == 50
+    assert any(r.levelname == "WARNING" and "falling back to the slow permutation SHAP" in r.getMessage()
+               for r in caplog.records)
     rows = X.iloc[:3]
     np.testing.assert_allclose(ex.base_value + ex.shap_values(rows).sum(axis=1), knn.predict(rows), atol=1e-9)
+
+
+def test_a_model_tree_shap_cannot_read_falls_back_with_a_warning(data, caplog):
+    from sklearn.ensemble import BaggingRegressor
+
+    X, y = data
+    bag = BaggingRegressor(KNeighborsRegressor(n_neighbors=5), n_estimators=3, random_state=0).fit(X, y)
+    b = ModelBundle("bag_reg", 24, "regression", bag, FEATURES, "test")
+    with caplog.at_level("WARNING", logger="cryptosentinel.explain"):
+        ex = make_explainer(b, X, max_background=30)
+    assert ex.method == "permutation"
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("shap.TreeExplainer cannot read BaggingRegressor" in m and "falling back" in m for m in warned), warned
 
 
 def test_bundle_loaded_from_the_registry_explains_the_same(bundles, data, tmp_path):
@@ -358,12 +380,12 @@ def test_figures_are_written_as_png(bundles, data, tmp_path, kind):
 
 
 def test_every_training_model_is_explained_additively(data):
-    training = pytest.importorskip("cryptosentinel.training")
+    fitting = pytest.importorskip("cryptosentinel.fitting")  # MODELS and fit_model, as training fits them
     X, y = data
     ts = (pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(len(X)), unit="h")).asi8
     rows = X.iloc[[3, 333, 2999]]
-    for name, (task, _) in training.MODELS.items():
-        model = training.fit_model(name, X, y, ts, 24 * 3_600 * 10**9, band=0.001, seed=0, n_jobs=1)
+    for name, (task, _) in fitting.MODELS.items():
+        model = fitting.fit_model(name, X, y, ts, 24 * 3_600 * 10**9, band=0.001, seed=0, n_jobs=1)
         bundle = ModelBundle(name, 24, task, model, FEATURES, "test")
         ex = make_explainer(bundle, X)
         np.testing.assert_allclose(ex.base_value + ex.shap_values(rows).sum(axis=1), ex.output(rows),
@@ -381,3 +403,86 @@ def test_one_explainer_serves_concurrent_requests(bundles, data):
     expected = [ex.explain(r) for r in rows]
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(ex.explain, rows)) == expected
+
+
+# --- explanations at work: served forecasts, the LIME check, a training run's models
+
+
+@pytest.fixture()
+def feature_store(tmp_path):
+    from cryptosentinel.features import build_features
+    from cryptosentinel.sources import simulate_prices
+    from cryptosentinel.store import features_group
+    from cryptosentinel.store_local import LocalStore
+
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    prices = simulate_prices(["bitcoin", "ethereum"], start, start + pd.Timedelta(days=60), freq="1h", seed=1)
+    feats = build_features(prices)
+    store = LocalStore(tmp_path / "store.sqlite")
+    store.upsert(features_group(store), feats)
+    yield store, feats.dropna().reset_index(drop=True)
+    store.close()
+
+
+def _feature_bundle(feats, data_end=None):
+    from cryptosentinel.features import FEATURE_NAMES
+
+    noise = np.random.default_rng(0).normal(scale=1e-4, size=len(feats))
+    y = (0.5 * feats["ret_24"] - 0.2 * feats["vol_24"]).to_numpy() + noise  # a planted linear signal
+    ridge = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(feats[FEATURE_NAMES], y)
+    b = ModelBundle("ridge_reg", 24, "regression", ridge, FEATURE_NAMES, "test", version=3)
+    if data_end is not None:
+        b.lineage["data_end"] = data_end.isoformat()
+    return b
+
+
+def test_explanations_read_the_background_before_data_end_once_per_version(feature_store, caplog):
+    store, feats = feature_store
+    end = feats["ts"].quantile(0.7)
+    b = _feature_bundle(feats, end)
+    explanations = Explanations(store, seed=0, top_k=3)
+    rows = feats.tail(4)
+    top = explanations(b, rows)
+    assert len(top) == 4 and all(len(r) == 3 for r in top)
+    assert explanations.explainer(b) is explanations.explainer(b)
+    bg = explanations.background(b)
+    assert bg["ts"].max() <= end and bg["ts"].min() >= end - BACKGROUND_DAYS
+    rw = ModelBundle("random_walk", 24, "regression", None, b.feature_names, "test", constant=0.0)
+    assert explanations(rw, rows) == [[]] * 4
+    with caplog.at_level("WARNING", logger="cryptosentinel.explain_outputs"):
+        everything = explanations.background(_feature_bundle(feats))
+    assert len(everything) > len(bg) and "falls back to every stored feature row" in caplog.text
+
+
+def test_explanations_take_seed_and_top_k_from_settings(feature_store):
+    from cryptosentinel.config import Settings
+
+    store, _ = feature_store
+    explanations = Explanations(store, Settings(seed=7, top_features=2))
+    assert (explanations.seed, explanations.top_k) == (7, 2)
+    assert (Explanations(store, Settings(seed=7), top_k=4).top_k) == 4
+
+
+def test_lime_check_agrees_with_shap_on_a_linear_model(feature_store):
+    store, feats = feature_store
+    b = _feature_bundle(feats, feats["ts"].max())
+    latest = feats.groupby("coin").tail(1)
+    checked = lime_check(Explanations(store, seed=0), b, latest)
+    assert sorted(checked) == ["bitcoin", "ethereum"]
+    assert all(a["top_k_overlap"] >= 0.6 for a in checked.values()), checked
+    assert lime_check(Explanations(store), None, latest) == {}
+
+
+def test_explain_models_stores_importance_and_writes_figures(feature_store, tmp_path):
+    _, feats = feature_store
+    b = _feature_bundle(feats)
+    b.lineage["trained_at"] = "2024-03-01T10:20:30+00:00"
+    rw = ModelBundle("random_walk", 24, "regression", None, b.feature_names, "test", constant=0.0)
+    figures = explain_models({"ridge_reg": b, "random_walk": rw}, feats, tmp_path / "explain", seed=0)
+    assert list(figures) == ["ridge_reg"]
+    summary = tmp_path / "explain" / f"{b.registered_name}_2024-03-01T102030_summary.png"
+    assert figures["ridge_reg"] == str(summary) and summary.read_bytes().startswith(PNG)
+    assert summary.with_name(summary.name.replace("_summary", "_waterfall")).read_bytes().startswith(PNG)
+    imp = b.lineage["shap_importance"]
+    assert imp["rows"] == min(len(feats), 2000) and imp["features"][0]["mean_abs_shap"] > 0
+    assert "shap_importance" not in rw.lineage

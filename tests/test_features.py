@@ -160,10 +160,17 @@ def test_serving_several_rows(prices, features):
     np.testing.assert_allclose(served[FEATURE_NAMES].to_numpy(), full[FEATURE_NAMES].to_numpy(), rtol=0, atol=1e-9)
 
 
-def test_a_coin_does_not_depend_on_the_other_coins_in_the_batch(prices, features):
+OWN = ["coin", "ts", *F._COIN_NAMES, "hour", "dow", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "missing_bars"]
+MARKET = [n for n in FEATURE_NAMES if F.FEATURE_SPEC[n][0] == "market"]  # mkt_ret_1, mkt_ret_24, mkt_vol_24, excess_ret_24
+
+
+def test_a_coins_own_features_do_not_depend_on_the_other_coins(prices, features):
+    """Only the market features depend on which coins are in the frame (they are the market)."""
     alone = build_features(prices[prices.coin.isin(["bitcoin", "solana"])])
-    pd.testing.assert_frame_equal(alone[alone.coin == "solana"].reset_index(drop=True),
-                                  features[features.coin == "solana"].reset_index(drop=True))
+    sol_alone = alone[alone.coin == "solana"].reset_index(drop=True)
+    sol = features[features.coin == "solana"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sol_alone[OWN], sol[OWN])
+    assert not np.allclose(sol_alone.mkt_ret_1, sol.mkt_ret_1)
 
 
 @pytest.mark.shared_data
@@ -220,10 +227,16 @@ def test_golden_calendar_and_market():
     np.testing.assert_allclose(first.dow_cos, math.cos(2 * math.pi * ts.dayofweek / 7), atol=1e-15)
     btc = out[out.coin == "bitcoin"].reset_index(drop=True)
     eth = out[out.coin == "ethereum"].reset_index(drop=True)
-    np.testing.assert_array_equal(eth.mkt_ret_1, btc.ret_1)
-    np.testing.assert_array_equal(eth.mkt_vol_24, btc.vol_24)
-    np.testing.assert_allclose(eth.excess_ret_24, eth.ret_24 - btc.ret_24, atol=1e-15)
-    np.testing.assert_array_equal(btc.excess_ret_24, 0.0)
+    # the market: the equal-weighted mean of the two coins' one-bar log returns, summed over the window
+    log_close = {c: np.log(g.close.to_numpy()) for c, g in p.groupby("coin")}
+    m1 = (np.diff(log_close["bitcoin"]) + np.diff(log_close["ethereum"])) / 2  # m1[k] is the return at bar k + 1
+    t = np.arange(WARMUP_BARS, WARMUP_BARS + 48)
+    np.testing.assert_allclose(eth.mkt_ret_1, m1[t - 1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(eth.mkt_ret_24, [m1[k - 24:k].sum() for k in t], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(eth.mkt_vol_24, [m1[k - 24:k].std() for k in t], rtol=1e-9, atol=0)
+    np.testing.assert_array_equal(btc[MARKET[:-1]], eth[MARKET[:-1]])  # mkt_*: one market for every coin
+    np.testing.assert_allclose(eth.excess_ret_24, eth.ret_24 - eth.mkt_ret_24, atol=1e-15)
+    np.testing.assert_allclose(btc.excess_ret_24 + eth.excess_ret_24, 0.0, atol=1e-13)
 
 
 # --- gaps and granularity -------------------------------------------------------------------------
@@ -242,16 +255,21 @@ def test_gaps_are_flagged_not_filled(prices):
     after = prices[(prices.coin == "ethereum")].set_index("ts").close
     np.testing.assert_allclose(eth.loc[prices.ts.iloc[702], "ret_1"],
                                math.log(after[prices.ts.iloc[702]] / after[prices.ts.iloc[699]]), rtol=1e-13)
-    # other coins are untouched
-    pd.testing.assert_frame_equal(out[out.coin == "solana"].reset_index(drop=True),
-                                  build_features(prices).query("coin == 'solana'").reset_index(drop=True))
+    # other coins keep every row and their own features; their market at the hole is the coins present
+    sol = out[out.coin == "solana"].reset_index(drop=True)
+    full_sol = build_features(prices).query("coin == 'solana'").reset_index(drop=True)
+    pd.testing.assert_frame_equal(sol[OWN], full_sol[OWN])
+    at = sol.ts == prices.ts.iloc[700]
+    np.testing.assert_allclose(sol.mkt_ret_1[at], out[(out.ts == prices.ts.iloc[700]) & (out.coin != "ethereum")]
+                               .ret_1.mean(), rtol=0, atol=1e-15)
 
 
-def test_rows_without_a_market_bar_are_dropped(prices):
+def test_rows_without_a_bitcoin_bar_are_kept(prices):
     missing_ts = prices.ts.iloc[800]
     out = build_features(prices[~((prices.coin == "bitcoin") & (prices.ts == missing_ts))])
-    assert (out.ts == missing_ts).sum() == 0
-    assert len(out) == 3 * (1000 - WARMUP_BARS) - 3
+    assert (out.ts == missing_ts).sum() == 2  # ethereum and solana
+    assert len(out) == 3 * (1000 - WARMUP_BARS) - 1
+    assert np.isfinite(out[FEATURE_NAMES].to_numpy()).all()
 
 
 def test_daily_granularity():
@@ -273,7 +291,6 @@ def test_daily_granularity():
     (lambda d: pd.concat([d, d.iloc[[11]]]), "duplicate (coin, ts)"),
     (lambda d: d.assign(granularity=np.where(d.index % 2 == 0, "1h", "1d")), "one granularity"),
     (lambda d: d.assign(coin=d.coin.where(d.index != 3, None)), "coin ids"),
-    (lambda d: d[d.coin != "bitcoin"], "market coin 'bitcoin'"),
 ])
 def test_build_features_rejects_bad_prices(prices, mutate, message):
     with pytest.raises(DataValidationError) as err:
@@ -312,17 +329,16 @@ def test_validate_features_returns_the_frame(features):
         validate_features(features.to_numpy())
 
 
-def test_rows_dropped_anywhere_leave_every_other_row_exact(prices):
-    """Coins are written in place and close the holes left by dropped rows: the kept rows are exactly the
-    per-coin family outputs, whatever coin follows and wherever the holes are (start, middle, last row)."""
+def test_rows_are_exactly_the_per_coin_outputs_whatever_the_holes(prices):
+    """Coins are written in place: every row past the warm-up is kept and is exactly the per-coin family
+    output, whatever coin follows and wherever one coin's holes are (start, middle, last row)."""
     btc_ts = prices.ts[prices.coin == "bitcoin"]
     holes = btc_ts.iloc[[WARMUP_BARS + 1, WARMUP_BARS + 200, WARMUP_BARS + 201, len(btc_ts) - 1]]
     holed = prices[~((prices.coin == "bitcoin") & prices.ts.isin(holes))]
     out = build_features(holed)
     for coin, group in holed.groupby("coin"):
         ref = F._coin_features(*(group[k].to_numpy(np.float64) for k in ("high", "low", "close", "volume")))
-        kept = ~group.ts.iloc[WARMUP_BARS:].isin(holes).to_numpy()
         got = out[out.coin == coin]
-        assert len(got) == kept.sum()
+        assert len(got) == len(group) - WARMUP_BARS
         for name in F._COIN_NAMES:
-            np.testing.assert_array_equal(got[name].to_numpy(), ref[name][WARMUP_BARS:][kept], err_msg=name)
+            np.testing.assert_array_equal(got[name].to_numpy(), ref[name][WARMUP_BARS:], err_msg=name)

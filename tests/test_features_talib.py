@@ -50,8 +50,8 @@ def compare(prices, features):
     for coin, group in prices.sort_values(["coin", "ts"]).groupby("coin"):
         ours = features[features.coin == coin]
         past_warmup = group.ts.iloc[WARMUP_BARS:]
-        kept = past_warmup.isin(ours.ts).to_numpy()  # rows without a market bar are dropped by design
-        assert kept.sum() == len(ours) >= len(past_warmup) - 1
+        kept = past_warmup.isin(ours.ts).to_numpy()  # every bar past the warm-up (no gap here exceeds a day)
+        assert kept.sum() == len(ours) == len(past_warmup)
         ref = talib_reference(*(group[k].to_numpy(np.float64) for k in ("high", "low", "close")))
         for name, values in ref.items():
             expected = values[WARMUP_BARS:][kept]
@@ -78,9 +78,8 @@ def test_indicators_match_talib_on_real_data(shared_data):
             "high": raw["high"], "low": raw["low"], "close": raw["close"], "volume": raw["volume"]}))
     prices = pd.concat(frames, ignore_index=True)
     features = build_features(prices)
-    # bitcoin's file ends an hour before the others: those 7 rows have no market bar and are dropped
-    no_market = ~prices.ts.isin(prices.ts[prices.coin == "bitcoin"])
-    assert len(features) == len(prices) - 8 * WARMUP_BARS - no_market.sum()
+    # bitcoin's file ends an hour before the others: those rows are kept all the same (no gap exceeds a day)
+    assert len(features) == len(prices) - 8 * WARMUP_BARS
     worst = compare(prices, features)
     assert set(worst) >= {"rsi_14", "macd_12_26", "macd_signal_9", "macd_hist", "bb_pct_b_20", "atr_14"}
     assert max(worst.values()) <= TOL, {k: v for k, v in worst.items() if v > TOL}

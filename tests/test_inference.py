@@ -8,10 +8,11 @@ from cryptosentinel import inference
 from cryptosentinel import pipelines as steps
 from cryptosentinel.config import Settings
 from cryptosentinel.features import build_features
-from cryptosentinel.ingest import simulate_prices
+from cryptosentinel.fitting import train_horizon
 from cryptosentinel.registry import ModelBundle
-from cryptosentinel.store import LocalStore
-from cryptosentinel.training import dead_band, train_horizon
+from cryptosentinel.sources import simulate_prices
+from cryptosentinel.store_local import LocalStore
+from cryptosentinel.training import dead_band
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
 
@@ -76,7 +77,7 @@ def vectors_and_bundle():
 
 def test_stale_live_features_are_refused_and_snapshots_are_served_as_of_their_last_bar(vectors_and_bundle):
     latest, bundle = vectors_and_bundle
-    settings = Settings(_env_file=None, coins=["bitcoin", "ethereum"], max_feature_age_hours=3)
+    settings = Settings(_env_file=None, coins=["bitcoin", "ethereum"], monitoring={"stale_data_hours": 3})
     now = latest["ts"].max() + pd.Timedelta(hours=10)
     predictor = inference.Predictor(FakeRegistry(bundle, now.isoformat()), settings)
     forecasts, refused = predictor.predict(latest, live={"bitcoin": True, "ethereum": False}, now=now)

@@ -9,15 +9,8 @@ import pandas as pd
 import pytest
 
 from cryptosentinel.config import ConfigError, DataValidationError, Settings
-from cryptosentinel.ingest import (
-    PRICE_COLUMNS,
-    IngestRecord,
-    find_gaps,
-    last_full_bar,
-    load_prices,
-    price_schema,
-    validate_prices,
-)
+from cryptosentinel.ingest import PRICE_COLUMNS, find_gaps, last_full_bar, price_schema, validate_prices
+from cryptosentinel.sources import IngestRecord, load_prices
 
 
 def frame(n: int = 4, coin: str = "bitcoin", granularity: str = "1h") -> pd.DataFrame:

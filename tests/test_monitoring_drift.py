@@ -9,21 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptosentinel.config import ConfigError, DataValidationError
+from cryptosentinel.alerts import DRIFT_CURRENT, DRIFT_EVERY, drift_since_training
+from cryptosentinel.config import ConfigError, DataValidationError, Settings, get_settings
 from cryptosentinel.features import build_features
-from cryptosentinel.ingest import COIN_PROFILES, simulate_prices
 from cryptosentinel.monitoring import (
-    MonitoringSettings,
     check_batch_integrity,
     drift_history,
-    get_monitoring_settings,
     integrity_gate,
     label_features,
     record_drift,
     record_integrity,
     run_drift,
 )
-from cryptosentinel.store import PRICES, LocalStore
+from cryptosentinel.sources import COIN_PROFILES, simulate_prices
+from cryptosentinel.store import PRICES, features_group
+from cryptosentinel.store_local import LocalStore
 
 COINS = list(COIN_PROFILES)  # 8 coins
 START = "2022-08-18"  # the simulator (seed 42) stays in its calm_up regime for 112 days from here
@@ -31,15 +31,8 @@ CHANGE = pd.Timestamp("2022-11-05", tz="UTC")  # the injected regime change
 END = pd.Timestamp("2022-11-20", tz="UTC")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_monitoring_settings():
-    get_monitoring_settings.cache_clear()
-    yield
-    get_monitoring_settings.cache_clear()
-
-
-def settings() -> MonitoringSettings:
-    return MonitoringSettings(_env_file=None)
+def settings() -> Settings:
+    return Settings(_env_file=None)
 
 
 def inject_regime_change(prices: pd.DataFrame, at: pd.Timestamp, scale: float = 3.0,
@@ -256,9 +249,28 @@ def test_integrity_refuses_what_it_cannot_check(batches):
 def test_settings_from_environment(monkeypatch):
     monkeypatch.setenv("CRYPTOSENTINEL_DRIFT_SHARE", "0.5")
     monkeypatch.setenv("CRYPTOSENTINEL_ALERT_MOVE_WINDOWS", "1,4")
-    get_monitoring_settings.cache_clear()
-    try:
-        ms = get_monitoring_settings()
-        assert math.isclose(ms.drift_share, 0.5) and ms.alert_move_windows == [1, 4]
-    finally:
-        get_monitoring_settings.cache_clear()
+    get_settings.cache_clear()
+    ms = get_settings().monitoring
+    assert math.isclose(ms.drift_share, 0.5) and ms.alert_move_windows == [1, 4]
+
+
+def test_drift_since_training_in_a_store(market, tmp_path):
+    """The pipeline's drift pass: the champion trained a week before the change, the current week after it."""
+    _, shocked = market
+    given = Settings(_env_file=None, data_dir=tmp_path / "given")
+    as_of = CHANGE + pd.Timedelta(days=8)
+    recent = shocked[shocked["ts"] <= as_of]
+    with LocalStore(tmp_path / "store.sqlite") as store:
+        store.upsert(PRICES, recent)
+        store.upsert(features_group(store), build_features(recent))
+        trained = {"data_end": (CHANGE - pd.Timedelta(days=7)).isoformat()}
+        report = drift_since_training(store, trained, 24, COINS, as_of, given, html=False)
+        assert report is not None and report.drift_detected, report
+        assert Path(report.json_path).parent == tmp_path / "given" / "monitoring"  # the injected data_dir
+        assert pd.Timestamp(report.reference["last"]) < pd.Timestamp(trained["data_end"])
+        assert pd.Timestamp(report.current["first"]) >= as_of - DRIFT_CURRENT
+        assert store.runs("drift")[0]["record"]["drift_detected"] is True
+        # not due again until DRIFT_EVERY of new data; no data_end: nothing to compare with
+        assert drift_since_training(store, trained, 24, COINS, as_of + pd.Timedelta(hours=1), given) is None
+        assert drift_since_training(store, {}, 24, COINS, as_of + DRIFT_EVERY, given) is None
+        assert len(store.runs("drift")) == 1

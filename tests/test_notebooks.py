@@ -10,8 +10,8 @@ import pytest
 NBS = Path(__file__).resolve().parents[1] / "nbs"
 ALL_NOTEBOOKS = sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith("_"))
 # Notebooks that papermill runs as pipeline steps.
-PIPELINE_NOTEBOOKS = ["01_ingest.ipynb", "02_eda.ipynb", "03_features.ipynb", "05_training.ipynb", "08_regimes.ipynb",
-                      "09_monitoring.ipynb"]
+PIPELINE_NOTEBOOKS = ["01c_sources.ipynb", "02_eda.ipynb", "02a_eda_summary.ipynb", "03_features.ipynb",
+                      "05_training.ipynb", "08_regimes.ipynb", "09_monitoring.ipynb"]
 
 
 def cells(path: Path) -> list[dict]:

@@ -16,21 +16,26 @@ from matplotlib.figure import Figure
 
 from cryptosentinel.config import DataValidationError
 from cryptosentinel.features import FEATURE_VERSION, build_features
-from cryptosentinel.ingest import read_csv_snapshot, simulate_prices
+from cryptosentinel.regime_outputs import (
+    CURRENT_LOOKBACK,
+    fig_explained_variance,
+    fig_pca_scatter,
+    fig_regime_price,
+    latest_regimes,
+)
 from cryptosentinel.regimes import (
     REGIME_FEATURES,
     RegimeModel,
     current_regimes,
     error_by_regime,
-    fig_explained_variance,
-    fig_pca_scatter,
-    fig_regime_price,
     fit_pca,
     fit_regimes,
     label_causally,
     name_centres,
     regime_name,
 )
+from cryptosentinel.snapshots import read_csv_snapshot
+from cryptosentinel.sources import simulate_prices
 
 # raw-unit centres of four clearly separated regimes: two volatility levels x two trends
 CALM_UP = dict(vol_24=0.004, vol_168=0.005, ret_24=0.01, ret_168=0.15, close_sma_168=0.06, drawdown_168=-0.02,
@@ -176,11 +181,13 @@ def test_per_coin_scaling_ignores_a_coins_usual_volatility(four):
     assert (base["regime"] == moved["regime"]).all()
 
 
-def test_unknown_coin_uses_the_pooled_scaler(four):
+def test_unknown_coin_uses_the_pooled_scaler(four, caplog):
     model = fit_regimes(four, k=4, seed=0)
     stranger = four[four["coin"] == "bitcoin"].assign(coin="newcoin")
-    labels = model.label(stranger)
+    with caplog.at_level("WARNING", logger="cryptosentinel.regimes"):
+        labels = model.label(stranger)
     assert (labels["regime"] == stranger["truth"]).mean() > 0.9  # same populations: the pooled scaler fits
+    assert "['newcoin']" in caplog.text and "falling back to the pooled statistics" in caplog.text
 
 
 @pytest.mark.parametrize("scaling", ["coin", "pooled"])
@@ -320,6 +327,27 @@ def test_figures_are_agg_safe(sim_features):
                 fig_regime_price(prices, labels, "bitcoin")):
         assert isinstance(fig, Figure)
         fig.canvas.draw()  # renders without pyplot or a display
+
+
+def test_latest_regimes_reads_the_last_recorded_model_and_recent_features(sim_features, tmp_path):
+    from cryptosentinel.store import features_group
+    from cryptosentinel.store_local import LocalStore
+
+    _, feats = sim_features
+    store = LocalStore(tmp_path / "store.sqlite")
+    try:
+        assert latest_regimes(store, ["bitcoin"]) == {}  # no model recorded yet
+        model = fit_regimes(feats, k=3, seed=0)
+        store.record_run("regimes", model.to_dict())
+        assert latest_regimes(store, ["bitcoin"]) == {}  # no features stored yet
+        store.upsert(features_group(store), feats)
+        now = latest_regimes(store, ["bitcoin", "ethereum"])
+        recent = feats[feats["ts"] >= feats.groupby("coin")["ts"].max().min() - CURRENT_LOOKBACK]
+        assert now == current_regimes(model, recent)
+        assert sorted(now) == ["bitcoin", "ethereum"] and all(v["regime"] in model.names for v in now.values())
+        assert sorted(latest_regimes(store, ["bitcoin"])) == ["bitcoin"]
+    finally:
+        store.close()
 
 
 # --- the real hourly coins ---------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ champion use a horizon of their own, so they do not see each other's champions.
 """
 
 import json
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -20,25 +22,30 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cryptosentinel.config import CryptoSentinelError, Settings
-from cryptosentinel.registry import (
+from cryptosentinel.bundle import (
     BUNDLE_FILE,
-    GateError,
-    HopsworksRegistry,
-    LocalRegistry,
+    MODEL_FAMILIES,
     MissingFeatureError,
     ModelBundle,
     ModelInputError,
+    key_metrics,
+    load_bundle,
+    register_family,
+    save_bundle,
+)
+from cryptosentinel.config import CryptoSentinelError, Settings
+from cryptosentinel.registry import (
+    TASK_GATES,
+    GateError,
     ModelIntegrityError,
     ModelNotFoundError,
     Registry,
     RegistryError,
-    key_metrics,
-    load_bundle,
-    open_registry,
+    gate_run,
     promote,
-    save_bundle,
 )
+from cryptosentinel.registry_hopsworks import HopsworksRegistry, open_registry
+from cryptosentinel.registry_mlflow import LocalRegistry
 
 FEATURES = ["f1", "f2", "vol_24"]
 KINDS = ["xgb", "pipeline", "calibrated", "xgb_clf", "constant"]
@@ -520,3 +527,117 @@ def test_open_registry_follows_the_settings(tmp_path):
     assert isinstance(reg, HopsworksRegistry) and reg.status()["project"] == "p"
     with pytest.raises(RegistryError, match="cannot open the Hopsworks model registry"):
         open_registry(Settings(_env_file=None, hopsworks_api_key="wrong", hopsworks_project="p"), login=fake.login)
+
+
+def test_a_copied_data_directory_loads_its_champion_and_predicts(estimators, data, tmp_path):
+    a, b = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    reg = open_registry(Settings(_env_file=None, data_dir=a, horizons=[24]))
+    model = make_bundle("xgb", estimators)
+    assert promote(reg, model, rw_bundle(24)).promoted
+    old = make_bundle("pipeline", estimators, mae=0.03)  # a version from before the `artifact_path` tag
+    version = reg.register(old)
+    reg.client.delete_model_version_tag("ridge_reg_24h", str(version), "artifact_path")
+    shutil.copytree(a, b)
+    shutil.rmtree(a.parent)
+
+    moved = open_registry(Settings(_env_file=None, data_dir=b, horizons=[24]))
+    X = data[0]
+    champion = moved.load_champion(24)
+    assert champion.registered_name == "xgb_reg_24h"
+    np.testing.assert_allclose(champion.predict(X), model.predict(X))
+    np.testing.assert_allclose(moved.load("ridge_reg_24h", version).predict(X), old.predict(X))
+    corrupt(b / moved._record("xgb_reg_24h", 1)["artifact_path"] / "model.ubj")  # checksums still verified
+    with pytest.raises(ModelIntegrityError, match="model.ubj is corrupted"):
+        moved.load_champion(24)
+    again = moved.register(make_bundle("pipeline", estimators, mae=0.03))  # new runs write under the copy
+    assert moved._local_dir(moved._record("ridge_reg_24h", again)).is_relative_to(b)
+    assert not a.exists()
+
+
+# --- the gate of a training run -------------------------------------------------------------------
+
+def _run(estimators, horizon, ridge_mae, xgb_mae, clf_brier=0.24):
+    """What `gate_run` reads of a `TrainingRun`: the horizon and every family's bundle."""
+    bundles = {"random_walk": rw_bundle(horizon),
+               "xgb_reg": make_bundle("xgb", estimators, horizon=horizon, mae=xgb_mae),
+               "ridge_reg": make_bundle("pipeline", estimators, horizon=horizon, mae=ridge_mae)}
+    bundles["random_walk"].metrics = {"overall": {"mae": 0.02}}
+    clf = make_bundle("xgb_clf", estimators, horizon=horizon)
+    clf.metrics = {"overall": {"brier": clf_brier}, "baseline": {"majority": {"brier": 0.25}}}
+    bundles["xgb_clf"] = clf
+    bundles["majority"] = ModelBundle("majority", horizon, "classification", None, [], "v1", constant=0.5,
+                                      metrics={"overall": {"brier": 0.25}})
+    return SimpleNamespace(horizon=horizon, bundles=bundles)
+
+
+def test_gate_run_promotes_the_best_model_without_editing_its_metrics(local_reg, estimators):
+    reg, h = local_reg, 31
+    run = _run(estimators, h, ridge_mae=0.012, xgb_mae=0.015)
+    before = {n: json.dumps(b.metrics, sort_keys=True) for n, b in run.bundles.items()}
+    first = gate_run(reg, run, "regression", notebook_path="reports/05_training.ipynb")
+    assert (first["promoted"], first["name"], first["metric"]) == (True, f"ridge_reg_{h}h", "mae")
+    assert reg.champion(h)["name"] == f"ridge_reg_{h}h"
+    loser = reg.load(f"xgb_reg_{h}h")
+    assert loser.reason.startswith("not the best regression model of this run: mae 0.015")
+    assert loser.lineage["notebook_path"] == "reports/05_training.ipynb"
+    assert gate_run(reg, run, "classification")["name"] == f"xgb_clf_{h}h"
+    assert reg.champion(h, "classification")["name"] == f"xgb_clf_{h}h"
+
+    # the next run: the champion's family is re-scored on the new folds and compared there
+    run2 = _run(estimators, h, ridge_mae=0.013, xgb_mae=0.0125)
+    second = gate_run(reg, run2, "regression")
+    assert second["promoted"] and second["name"] == f"xgb_reg_{h}h"
+    assert second["champion_score"] == 0.013 and second["champion_before"]["name"] == f"ridge_reg_{h}h"
+    assert "and champion ridge_reg" in second["reason"]
+    registered = reg.load(f"xgb_reg_{h}h", second["version"]).metrics["baseline"]["champion"]
+    assert registered == {"name": f"ridge_reg_{h}h", "version": first["version"], "mae": 0.013}
+    for name, b in run.bundles.items():  # the runs' bundles keep their own metrics
+        assert json.dumps(b.metrics, sort_keys=True) == before[name]
+    assert all("champion" not in b.metrics.get("baseline", {}) for b in run2.bundles.values())
+
+    run3 = _run(estimators, h, ridge_mae=0.014, xgb_mae=0.0125)  # the champion family again: a tie is no win
+    third = gate_run(reg, run3, "regression")
+    assert not third["promoted"] and "but not champion" in third["reason"]
+    assert reg.champion(h)["name"] == f"xgb_reg_{h}h"
+
+
+def test_gate_run_says_what_it_lacks(local_reg, estimators):
+    run = _run(estimators, 32, 0.012, 0.015)
+    del run.bundles["majority"]
+    with pytest.raises(GateError, match="needs the majority baseline"):
+        gate_run(local_reg, run, "classification")
+    with pytest.raises(GateError, match="unknown task"):
+        gate_run(local_reg, run, "ranking")
+    assert TASK_GATES == {"regression": ("random_walk", "mae"), "classification": ("majority", "brier")}
+
+
+def test_backend_errors_become_registry_errors_and_bugs_keep_their_type(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    reg = LocalRegistry(tmp_path / "data")
+
+    def refuse(*args, **kwargs):
+        raise MlflowException("database is locked")
+
+    monkeypatch.setattr(reg.client, "get_model_version", refuse)
+    with pytest.raises(RegistryError, match="cannot read m_1h v1: MlflowException"):
+        reg._record("m_1h", 1)
+
+    def bug(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(reg.client, "get_model_version", bug)
+    with pytest.raises(KeyError):
+        reg._record("m_1h", 1)
+
+
+def test_the_hopsworks_registry_lists_every_family_of_the_one_list(tmp_path):
+    fake = FakeHopsworksRegistry(tmp_path / "hops", api_key="k", project="cs")
+    reg = HopsworksRegistry(api_key="k", project="cs", login=fake.login, horizons=[24])
+    assert {"xgb_reg", "hgb_clf", "random_walk", "majority"} <= set(reg.families)  # training's, none copied
+    assert "zz_test_reg" not in reg.families
+    register_family("zz_test_reg", "regression")
+    try:
+        assert "zz_test_reg" in reg.families and "zz_test_reg_24h" in reg._names()
+    finally:
+        del MODEL_FAMILIES["zz_test_reg"]

@@ -21,14 +21,9 @@ from fake_hopsworks_registry import ModelRegistry as FakeModelRegistry
 from fake_hopsworks_registry import PythonModels as FakePythonModels
 from test_registry import FEATURES, LINEAGE, metrics, rw_bundle
 
-from cryptosentinel.registry import (
-    HopsworksRegistry,
-    ModelBundle,
-    ModelIntegrityError,
-    RegistryError,
-    key_metrics,
-    promote,
-)
+from cryptosentinel.bundle import ModelBundle, key_metrics
+from cryptosentinel.registry import ModelIntegrityError, RegistryError, promote
+from cryptosentinel.registry_hopsworks import HopsworksRegistry
 
 
 def _params(fn):

@@ -8,13 +8,8 @@ import pytest
 from scipy import stats
 
 from cryptosentinel.config import DEFAULT_COINS, ConfigError
-from cryptosentinel.ingest import (
-    COIN_PROFILES,
-    REGIMES,
-    simulate_prices,
-    simulated_regimes,
-    validate_prices,
-)
+from cryptosentinel.ingest import validate_prices
+from cryptosentinel.sources import COIN_PROFILES, REGIMES, simulate_prices, simulated_regimes
 
 COINS = list(DEFAULT_COINS)
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cryptosentinel import features as features_mod
 from cryptosentinel import pipelines as steps
 from cryptosentinel.features import FEATURE_VERSION, build_features
-from cryptosentinel.store import PRICES, LocalStore
+from cryptosentinel.store import PRICES, features_group
+from cryptosentinel.store_local import LocalStore
 
 COINS = ["bitcoin", "ethereum"]
 
@@ -27,7 +29,7 @@ def test_incremental_update_equals_a_full_recompute(store, tmp_path):
     steps.ingest_to_store(store, "synthetic", coins=COINS, start="2024-01-25", end="2024-02-05")
     run = steps.update_features(store, coins=COINS)
     assert run["store"]["inserted"] == 2 * 4 * 24 and run["store"]["updated"] == 0
-    group = steps.features_group(store)
+    group = features_group(store)
     stored = store.read(group, coins=COINS).reset_index(drop=True)
     full = build_features(store.read(PRICES, coins=COINS))
     full = full.sort_values(["coin", "ts"]).reset_index(drop=True)
@@ -63,11 +65,11 @@ def test_features_without_prices_is_a_clear_error(store):
 def test_a_changed_feature_set_gets_a_new_group_version(store, monkeypatch):
     steps.ingest_to_store(store, "synthetic", coins=COINS, start="2024-01-01", end="2024-02-01")
     steps.update_features(store, coins=COINS)
-    assert steps.features_group(store).version == 1
-    monkeypatch.setattr(steps, "FEATURE_VERSION", "something-else")
-    assert steps.features_group(store).version == 2
-    monkeypatch.setattr(steps, "FEATURE_VERSION", FEATURE_VERSION)
-    assert steps.features_group(store).version == 1
+    assert features_group(store).version == 1
+    monkeypatch.setattr(features_mod, "FEATURE_VERSION", "something-else")
+    assert features_group(store).version == 2
+    monkeypatch.setattr(features_mod, "FEATURE_VERSION", FEATURE_VERSION)
+    assert features_group(store).version == 1
 
 
 def test_interrupted_backfill_resumes_and_matches_an_uninterrupted_one(store, tmp_path, monkeypatch):
@@ -92,7 +94,7 @@ def test_interrupted_backfill_resumes_and_matches_an_uninterrupted_one(store, tm
     with LocalStore(tmp_path / "other.sqlite") as other:
         steps.backfill(other, days=200, source="synthetic", coins=COINS)
         pd.testing.assert_frame_equal(store.read(PRICES), other.read(PRICES))
-        assert store.summary(steps.features_group(store)) == other.summary(steps.features_group(other))
+        assert store.summary(features_group(store)) == other.summary(features_group(other))
     again = steps.backfill(store, days=200, source="synthetic", coins=COINS)
     assert again["chunks_fetched"] <= len(COINS)  # at most the newest chunk, if the hour turned meanwhile
 
@@ -135,7 +137,7 @@ def test_csv_ingest_then_features_fill_the_feature_group_and_status_shows_it(sha
 
 
 def test_incremental_update_after_a_gap_misses_no_rows(store):
-    from cryptosentinel.ingest import simulate_prices
+    from cryptosentinel.sources import simulate_prices
     prices = simulate_prices(COINS, "2024-01-01", "2024-02-05")
     gap = (prices["ts"] >= "2024-01-20") & (prices["ts"] < "2024-01-20 12:00")  # a 12-hour outage
     prices = prices[~gap]
@@ -143,6 +145,6 @@ def test_incremental_update_after_a_gap_misses_no_rows(store):
     steps.update_features(store, coins=COINS)
     store.upsert(PRICES, prices[prices["ts"] >= "2024-02-01"])
     steps.update_features(store, coins=COINS)
-    stored = store.read(steps.features_group(store), coins=COINS)
+    stored = store.read(features_group(store), coins=COINS)
     full = build_features(store.read(PRICES, coins=COINS))
     assert len(stored) == len(full)

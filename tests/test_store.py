@@ -9,15 +9,17 @@ import pytest
 
 from cryptosentinel.config import DataValidationError, Settings, StoreError, get_settings
 from cryptosentinel.store import (
+    FEATURES,
     PRICES,
     BatchRejectedError,
     FeatureGroupSpec,
-    LocalStore,
     StaleDataError,
     Store,
     UpsertResult,
-    open_store,
+    features_group,
 )
+from cryptosentinel.store_hopsworks import open_store
+from cryptosentinel.store_local import LocalStore
 
 COINS = ("bitcoin", "ethereum", "solana")
 
@@ -156,6 +158,12 @@ def test_validator_runs_first(store):
         store.upsert(PRICES, df, validate=own_error)
     assert store.read("prices").empty
 
+    def buggy(frame):
+        return frame.no_such_column  # a bug in the validator is not a rejected batch
+
+    with pytest.raises(AttributeError, match="no_such_column"):
+        store.upsert(PRICES, df, validate=buggy)
+
     seen = []
     store.upsert(PRICES, df, validate=lambda frame: seen.append(len(frame)))  # returning None keeps the frame
     assert seen == [len(df)] and len(store.read("prices")) == len(df)
@@ -277,6 +285,9 @@ def test_run_records(store):
     assert len(store.runs(limit=1)) == 1
     with pytest.raises(StoreError, match="JSON"):
         store.record_run("bad", {"x": object()})
+    nan_id = store.record_run("metrics", {"mae": float("nan"), "skill": np.float64(np.inf), "n": 3})
+    assert store.runs("metrics")[0] == {**store.runs("metrics")[0], "id": nan_id,
+                                        "record": {"mae": None, "skill": None, "n": 3}}
 
 
 def test_failure_inside_transaction_leaves_previous_state(store):
@@ -344,3 +355,27 @@ def test_other_datetime_units_and_timezones_are_accepted(store):
     result = store.upsert(PRICES, df.assign(ts=df.ts.dt.tz_convert("Asia/Tokyo")))  # same instants
     assert result.unchanged == len(df)
     pd.testing.assert_frame_equal(store.read("prices"), df.sort_values(["coin", "ts"]).reset_index(drop=True))
+
+
+def test_features_group_versions_follow_the_feature_set(store, monkeypatch):
+    import cryptosentinel.features as features
+
+    first = features_group(store)
+    assert (first.name, first.version, first.parent) == (FEATURES.name, 1, PRICES.name)
+    assert f"feature_version={features.FEATURE_VERSION}" in first.description
+    assert features_group(store) == first
+    real = features.FEATURE_VERSION
+    monkeypatch.setattr(features, "FEATURE_VERSION", "something-else")
+    assert features_group(store).version == 2
+    monkeypatch.setattr(features, "FEATURE_VERSION", real)
+    assert features_group(store).version == 1
+    assert features_group(store, feature_version="something-else").version == 2
+    assert [g["version"] for g in store.feature_groups() if g["name"] == "features"] == [1, 2]
+
+
+def test_times_may_be_unix_seconds(store):
+    store.upsert(PRICES, make_prices(n=4))
+    start = int(pd.Timestamp("2024-01-01 02:00", tz="UTC").timestamp())
+    assert store.read("prices", coins=["bitcoin"], start=start)["ts"].dt.hour.tolist() == [2, 3]
+    with pytest.raises(StoreError, match="start: cannot read"):
+        store.read("prices", start="not a time")

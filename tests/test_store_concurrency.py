@@ -11,7 +11,8 @@ import time
 import pandas as pd
 import pytest
 
-from cryptosentinel.store import PRICES, LocalStore
+from cryptosentinel.store import PRICES
+from cryptosentinel.store_local import LocalStore
 
 pytestmark = pytest.mark.slow  # real interpreters start in a few seconds each
 
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.slow  # real interpreters start in a few seconds each
 PRELUDE = textwrap.dedent("""
     import sys, time, numpy as np, pandas as pd
     from pathlib import Path
-    from cryptosentinel.store import LocalStore, PRICES
+    from cryptosentinel.store import PRICES
+    from cryptosentinel.store_local import LocalStore
 
     def batch(i, hours, coins=("bitcoin", "ethereum", "solana")):
         start = pd.Timestamp("2020-01-01", tz="UTC") + pd.Timedelta(hours=i * hours)

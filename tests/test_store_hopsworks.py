@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from fake_hopsworks import FakeHopsworks
+from fake_hopsworks import FakeHopsworks, FeatureStoreException, RestAPIError
 from fake_hopsworks import Feature as FakeFeature
 from fake_hopsworks import FeatureGroup as FakeFeatureGroup
 from fake_hopsworks import FeatureStore as FakeFeatureStore
@@ -21,13 +21,13 @@ from cryptosentinel.store import (
     FEATURES,
     PRICES,
     BatchRejectedError,
+    FeatureGroupSpec,
     FeatureView,
-    HopsworksStore,
-    LocalStore,
     Store,
     UpsertResult,
-    open_store,
 )
+from cryptosentinel.store_hopsworks import HopsworksStore, hopsworks_errors, hopsworks_login, open_store
+from cryptosentinel.store_local import LocalStore
 
 HOUR = pd.Timedelta("1h")
 
@@ -308,3 +308,42 @@ def test_backends_agree_on_views(tmp_path, fake):
         s.close()
     for local, hops in zip(frames["local"], frames["hopsworks"], strict=True):
         pd.testing.assert_frame_equal(local, hops)
+
+
+# --- errors: the client's own become StoreError, bugs keep their traceback ---------------------------
+
+def test_client_errors_are_the_declared_ones(fake):
+    assert hopsworks_errors(fake.login) == (FeatureStoreException, RestAPIError)
+    pytest.importorskip("hopsworks_common")
+    real = {c.__name__ for c in hopsworks_errors()}
+    assert {"RestAPIError", "FeatureStoreException", "RequestException"} <= real
+
+
+def test_a_client_refusal_is_a_store_error_naming_the_call(fake, hops):
+    offline = FeatureGroupSpec("offline_feats", 1, parent="prices")
+    hops.upsert(offline, features_from(make_prices(n=12)))
+    view = hops.get_or_create_feature_view("offline_view", 1, offline, join=None)
+    with pytest.raises(StoreError, match="online vectors of feature view offline_view v1 failed: "
+                                         "FeatureStoreException: .*not online enabled") as info:
+        view.latest_vectors()
+    assert isinstance(info.value.__cause__, FeatureStoreException)
+
+
+def test_a_bug_inside_a_client_call_keeps_its_traceback(fake, hops, monkeypatch):
+    hops.upsert(PRICES, make_prices(n=4))
+    fg = hops._fg(PRICES)[1]
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug, not a refusal")
+
+    monkeypatch.setattr(fg, "select_all", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        hops.read(PRICES)
+
+
+def test_login_bug_is_not_a_store_error(fake):
+    def login(api_key_value=None, project=None, host=None):
+        raise TypeError("unexpected keyword")  # e.g. a client whose signature changed
+
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        hopsworks_login("k", "cs", None, login, "get_feature_store", "the feature store", StoreError)

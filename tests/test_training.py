@@ -10,22 +10,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryptosentinel.bundle import ModelBundle
 from cryptosentinel.config import ConfigError, DataValidationError
 from cryptosentinel.features import FEATURE_NAMES, build_features
-from cryptosentinel.registry import LocalRegistry, ModelBundle, promote
-from cryptosentinel.training import (
+from cryptosentinel.fitting import (
     BASELINES,
     MODELS,
+    TrainingRun,
+    evaluate_bundle,
+    last_fold_forecasts,
+    train_horizon,
+)
+from cryptosentinel.registry import promote
+from cryptosentinel.registry_mlflow import LocalRegistry
+from cryptosentinel.training import (
+    Fold,
+    conformal_fold_quantiles,
     conformal_quantile,
     dead_band,
     diebold_mariano,
     direction_accuracy,
-    evaluate_bundle,
     interval_coverage,
     make_labels,
     mase,
     score_forecasts,
-    train_horizon,
 )
 
 H = 24
@@ -82,6 +90,28 @@ def planted_frame(coins=("bitcoin", "ethereum", "solana"), days=100, seed=3, h=H
 PLANTED_FEATURES = ["signal", "noise_a", "noise_b"]
 
 
+def synthetic_run(hours_per_fold=500, n_folds=4, coins=("bitcoin", "ethereum"), seed=0, h=H) -> TrainingRun:
+    """A walk-forward run made by hand: errors scale * N(0, 1), so a scaled conformal interval at level a
+    should cover a of the rows. Only what `last_fold_forecasts` reads is filled in."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-03-01", tz="UTC")
+    ts = start + pd.to_timedelta(np.arange(hours_per_fold * n_folds), "h")
+    fold = np.repeat(np.arange(1, n_folds + 1), hours_per_fold)
+    rows = []
+    for i, coin in enumerate(coins):
+        scale = rng.lognormal(-4.5, 0.5, len(ts))
+        y = scale * rng.normal(size=len(ts))
+        rows.append(pd.DataFrame({"coin": coin, "ts": ts, "fold": fold, "close": 100.0 * (i + 1), "y_ret": y,
+                                  "scale": scale, "random_walk": 0.0, "ridge_reg": 0.0,
+                                  "hgb_clf": rng.uniform(0.4, 0.6, len(ts))}))
+    predictions = pd.concat(rows, ignore_index=True)
+    starts = [start + k * hours_per_fold * HOUR for k in range(n_folds)]
+    folds = [Fold(k + 1, t0 - h * HOUR, t0, t0 + hours_per_fold * HOUR) for k, t0 in enumerate(starts)]
+    empty = pd.DataFrame()
+    return TrainingRun(h, empty, empty, empty, empty, predictions, {},
+                       {"folds": [f.to_dict() for f in folds], "bar": str(HOUR)})
+
+
 @pytest.fixture(scope="module")
 def null_frame() -> pd.DataFrame:
     return view_frame(random_walk_prices())
@@ -133,6 +163,43 @@ def test_coverage_and_conformal_quantile_on_a_hand_made_case():
     assert conformal_quantile(scores, 0.8) == 16.0  # ceil(20 * 0.8) = 16th smallest
     assert conformal_quantile(scores, 0.95) == 19.0
     assert conformal_quantile(scores[:10], 0.95) == math.inf
+
+
+def test_conformal_fold_quantiles_use_only_earlier_folds_with_finished_labels():
+    ts = pd.date_range("2024-01-01", periods=40, freq="h", tz="UTC")
+    fold_of = np.repeat([0, 1, 2], [10, 15, 15])
+    f2 = Fold(2, ts[25] - 3 * HOUR, ts[25], ts[39] + HOUR)
+    y = np.r_[np.full(10, 99.0), np.arange(1.0, 13.0), np.full(3, 50.0), np.full(15, 77.0)]
+    q, calib = conformal_fold_quantiles(y, np.zeros(40), None, ts.asi8, fold_of, f2, 3 * HOUR.value,
+                                        levels={"50": 0.5})
+    assert calib.sum() == 12 and calib[10:22].all()  # fold 1 minus its last 3 bars (labels end in fold 2)
+    assert q == {"50": 7.0}  # ceil(13 * 0.5) = 7th smallest of 1..12
+    scaled, _ = conformal_fold_quantiles(y, np.zeros(40), np.full(40, 2.0), ts.asi8, fold_of, f2, 3 * HOUR.value,
+                                         levels={"50": 0.5})
+    assert scaled == {"50": 3.5}
+
+
+def test_last_fold_forecasts_cover_near_nominal_on_a_synthetic_run():
+    run = synthetic_run()
+    out = last_fold_forecasts(run, "ridge_reg", "hgb_clf")
+    assert out["fold"] == 4 and out["model"] == "ridge_reg@walk-forward-fold-4"
+    rows = out["rows"]
+    assert len(rows) == 1000 and list(rows.columns) == ["coin", "ts", "close", "y_ret", "scale"]
+    assert rows["ts"].min() == pd.Timestamp(run.lineage["folds"][-1]["test_start"])
+    y = rows["y_ret"].to_numpy()
+    for key, level, tol in (("80", 0.80, 0.04), ("95", 0.95, 0.025)):
+        lo, hi = out["intervals"][key]
+        assert abs(np.mean((y >= lo) & (y <= hi)) - level) < tol, key
+        np.testing.assert_allclose(hi - lo, 2 * out["quantiles"][key] * rows["scale"])  # scaled by volatility
+    assert out["quantiles"]["80"] == pytest.approx(1.2816, abs=0.06)  # |N(0, 1)|'s 80% quantile
+    assert ((out["p_up"] >= 0.4) & (out["p_up"] <= 0.6)).all()
+    assert np.isnan(last_fold_forecasts(run, "random_walk")["p_up"]).all()
+    with pytest.raises(ConfigError, match="not a regression family"):
+        last_fold_forecasts(run, "hgb_clf")
+    with pytest.raises(ConfigError, match="not a classification family"):
+        last_fold_forecasts(run, "ridge_reg", "random_walk")
+    with pytest.raises(ConfigError, match="not a regression family"):
+        last_fold_forecasts(run, "xgb_reg")  # a family the run did not train
 
 
 def test_direction_accuracy_ignores_flat_moves_and_zero_forecasts():
@@ -206,6 +273,20 @@ def test_run_reports_every_model_and_baseline(null_run):
         pooled = (later[f"coverage_{level}"] * later["n_test"]).sum() / later["n_test"].sum()
         assert table.loc["xgb_reg", f"coverage_{level}"] == pytest.approx(pooled)
     assert table.loc["xgb_reg", "n_coverage"] == later["n_test"].sum()
+
+
+@pytest.mark.slow
+def test_last_fold_forecasts_match_the_runs_own_calibration(null_run):
+    """The hindcast's intervals are the ones training measured on its last fold: one calibration."""
+    folds = null_run.folds.set_index(["model", "fold"])
+    for family in ("xgb_reg", "random_walk"):
+        out = last_fold_forecasts(null_run, family)
+        y = out["rows"]["y_ret"].to_numpy()
+        for key in ("80", "95"):
+            lo, hi = out["intervals"][key]
+            assert out["quantiles"][key] == pytest.approx(folds.loc[(family, 4), f"q_{key}"])
+            assert interval_coverage(y, lo, hi) == pytest.approx(folds.loc[(family, 4), f"coverage_{key}"])
+            assert abs(interval_coverage(y, lo, hi) - int(key) / 100) < 0.1
 
 
 @pytest.mark.slow

@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_training import PLANTED_FEATURES, planted_frame
+from test_training import PLANTED_FEATURES, planted_frame, synthetic_run
 
 from cryptosentinel.features import build_features
-from cryptosentinel.ingest import read_csv_snapshot
-from cryptosentinel.training import MODELS, train_horizon, walk_forward_folds
+from cryptosentinel.fitting import MODELS, last_fold_forecasts, train_horizon
+from cryptosentinel.snapshots import read_csv_snapshot
+from cryptosentinel.training import conformal_quantile, walk_forward_folds
 
 H = 24
 QUICK = ["ridge_reg", "xgb_reg", "hgb_clf"]
@@ -58,6 +59,32 @@ def test_no_training_row_or_label_window_reaches_a_test_row(planted):
         assert f.test_start == test.ts.min() and ts.min() <= f.train_start
     folds = run.predictions.groupby("fold")["ts"].agg(["min", "max"])
     assert (folds["min"].iloc[1:].to_numpy() > folds["max"].iloc[:-1].to_numpy()).all()  # ordered, disjoint
+
+
+def test_hindcast_intervals_are_calibrated_only_on_labels_that_ended_before_the_last_fold():
+    """Rows of fold 3 whose label window reaches into fold 4 carry huge errors: they must not widen
+    fold 4's intervals (the hindcast is purged as the walk-forward is)."""
+    run = synthetic_run()
+    p = run.predictions
+    last_start = pd.Timestamp(run.lineage["folds"][-1]["test_start"])
+    reaching = (p["fold"] < 4) & (p["ts"] + H * pd.Timedelta(hours=1) >= last_start)
+    assert reaching.sum() == 2 * H  # the last horizon of fold 3, both coins
+    poisoned = p.assign(y_ret=np.where(reaching, 1e3 * p["scale"], p["y_ret"]))
+    run.predictions = poisoned
+    out = last_fold_forecasts(run, "ridge_reg")
+    assert out["n_calibration"] == int(((p["fold"] < 4) & ~reaching).sum())
+    clean = poisoned[~reaching]  # the same run without the rows whose labels reach fold 4
+    run.predictions = clean
+    expected = last_fold_forecasts(run, "ridge_reg")
+    assert out["quantiles"] == expected["quantiles"] and out["quantiles"]["95"] < 5
+    for key in ("80", "95"):
+        np.testing.assert_array_equal(out["intervals"][key][0], expected["intervals"][key][0])
+    # without the purge, the poisoned rows would have moved the quantile: the test can see a leak
+    def q99(rows: pd.DataFrame) -> float:
+        rows = rows[rows["fold"] < 4]
+        return conformal_quantile((rows["y_ret"] / rows["scale"]).abs().to_numpy(), 0.99)
+
+    assert q99(poisoned) > 10 * q99(clean)
 
 
 @settings(max_examples=60, deadline=None)

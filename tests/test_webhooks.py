@@ -9,19 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
-from cryptosentinel.config import get_settings
-from cryptosentinel.monitoring import (
-    Alert,
-    Notifier,
-    discord_payloads,
-    get_monitoring_settings,
-    notify_failure,
-    open_alerts,
-    raise_alerts,
-    slack_payloads,
-)
-from cryptosentinel.store import LocalStore
+from cryptosentinel.alerts import open_alerts, raise_alerts
+from cryptosentinel.config import Settings, StoreError, get_settings
+from cryptosentinel.notify import Alert, Notifier, discord_payloads, notify_failure, slack_payloads
+from cryptosentinel.store_local import LocalStore
 
 T0 = pd.Timestamp("2024-03-01 12:00", tz="UTC")
 ALERTS = [
@@ -68,13 +61,6 @@ class Receiver:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_monitoring_settings():
-    get_monitoring_settings.cache_clear()
-    yield
-    get_monitoring_settings.cache_clear()
 
 
 def closed_port() -> int:
@@ -139,7 +125,7 @@ def test_not_configured_sends_nothing():
 
 def test_dead_webhook_closed_port_is_logged_not_raised(caplog):
     url = f"http://127.0.0.1:{closed_port()}/webhook-secret-token"
-    with caplog.at_level(logging.WARNING, logger="cryptosentinel.monitoring"):
+    with caplog.at_level(logging.WARNING, logger="cryptosentinel.notify"):
         out = Notifier(discord_url=url, timeout_s=1, retries=1, backoff_s=0.01).send(ALERTS)
     assert out["discord"].startswith("failed: ConnectError")
     assert "discord webhook failed after 2 attempt(s)" in caplog.text
@@ -147,7 +133,7 @@ def test_dead_webhook_closed_port_is_logged_not_raised(caplog):
 
 
 def test_server_error_is_retried_then_logged(caplog):
-    with Receiver(statuses=(500,)) as rx, caplog.at_level(logging.WARNING, logger="cryptosentinel.monitoring"):
+    with Receiver(statuses=(500,)) as rx, caplog.at_level(logging.WARNING, logger="cryptosentinel.notify"):
         out = Notifier(slack_url=rx.url + "/s", retries=2, backoff_s=0.01).send(ALERTS)
     assert out["slack"].startswith("failed") and "500" in out["slack"]
     assert len(rx.requests) == 3  # the first attempt and two retries
@@ -197,10 +183,45 @@ def test_notify_failure(tmp_path):
 def test_notify_failure_never_raises(tmp_path, caplog):
     class BrokenStore:
         def record_run(self, kind, record):
-            raise RuntimeError("disk full")
+            raise StoreError("disk full")
 
     dead = Notifier(slack_url=f"http://127.0.0.1:{closed_port()}/s", timeout_s=1, retries=0)
-    with caplog.at_level(logging.WARNING, logger="cryptosentinel.monitoring"):
+    with caplog.at_level(logging.WARNING, logger="cryptosentinel.notify"):
         alert = notify_failure("inference", "Crashed", None, notifier=dead, store=BrokenStore())
     assert alert.message.startswith("pipeline inference Crashed: unknown error")
     assert "slack webhook failed" in caplog.text and "could not store the failure" in caplog.text
+
+
+def test_from_settings_uses_the_settings_it_is_given(monkeypatch):
+    """Injected settings are used as given, never replaced by the process settings."""
+    given = Settings(_env_file=None, slack_webhook_url=SecretStr("https://slack.test/s"),
+                     monitoring={"webhook_timeout_s": 1.5, "webhook_retries": 0})
+    monkeypatch.setenv("CRYPTOSENTINEL_DISCORD_WEBHOOK_URL", "https://discord.test/d")
+    monkeypatch.setenv("CRYPTOSENTINEL_WEBHOOK_RETRIES", "4")
+    get_settings.cache_clear()
+    notifier = Notifier.from_settings(given)
+    assert (notifier.channels, notifier.timeout_s, notifier.retries) == (["slack"], 1.5, 0)
+    assert Notifier.from_settings().channels == ["discord"] and Notifier.from_settings().retries == 4
+
+
+def test_a_bug_in_notify_failure_keeps_its_traceback():
+    """Only the store's own errors are swallowed by the failure hook; a bug is raised."""
+    class BuggyStore:
+        def record_run(self, kind, record):
+            raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        notify_failure("inference", "Failed", None, notifier=Notifier(), store=BuggyStore())
+
+
+def test_invalid_webhook_url_is_logged_not_raised(caplog):
+    with caplog.at_level(logging.WARNING, logger="cryptosentinel.notify"):
+        out = Notifier(discord_url="not a url", retries=0).send(ALERTS[:1])
+    assert out["discord"].startswith("failed") and "discord webhook failed" in caplog.text
+
+
+def test_notify_failure_uses_the_settings_it_is_given():
+    with Receiver() as rx:
+        given = Settings(_env_file=None, discord_webhook_url=SecretStr(rx.url + "/d"))
+        notify_failure("train", "Failed", "boom", settings=given, now=T0)
+    assert [r["path"] for r in rx.requests] == ["/d"]
