@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +32,7 @@ class Reply:
     status: int = 200
     body: bytes = b"{}"
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds to sleep before answering (time-out tests)
+    hang: bool = False  # never answer while the server runs (time-out tests: no race with the client's timer)
     content_type: str = "application/json"
 
 
@@ -64,6 +63,7 @@ class ReplayServer:
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
+        self._released = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,8 +77,8 @@ class ReplayServer:
                     reply = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else None
                 if reply is None:
                     reply = json_reply({"error": f"no route for {path}"}, status=404)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                if reply.hang:
+                    server._released.wait()  # set when the server stops: the client has long given up
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", reply.content_type)
@@ -122,6 +122,7 @@ class ReplayServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)

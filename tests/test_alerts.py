@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from builders import feature_frame, simulated_prices
 
 from cryptosentinel.alerts import (
     Breach,
@@ -20,12 +21,11 @@ from cryptosentinel.alerts import (
     watch,
 )
 from cryptosentinel.config import ConfigError, DataValidationError, MonitoringSettings, Settings, get_settings
-from cryptosentinel.features import build_features
 from cryptosentinel.monitoring import DriftReport
 from cryptosentinel.notify import Alert, Notifier
-from cryptosentinel.sources import simulate_prices
 from cryptosentinel.store import PRICES, Staleness, features_group
-from cryptosentinel.store_local import LocalStore
+
+pytestmark = pytest.mark.code
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
 
@@ -38,12 +38,6 @@ def thresholds(**monitoring) -> Settings:
 @pytest.fixture()
 def ms() -> Settings:
     return thresholds()
-
-
-@pytest.fixture()
-def store(tmp_path):
-    with LocalStore(tmp_path / "store.sqlite") as s:
-        yield s
 
 
 def calm(coins=("bitcoin", "ethereum"), n=800, seed=1) -> pd.DataFrame:
@@ -281,8 +275,8 @@ def test_rolling_skill_is_what_check_performance_judges(ms):
 # --- the monitoring pass after a prediction run -------------------------------------------------------------
 
 def test_watch_after_a_prediction_run(store):
-    prices = simulate_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-02-10", seed=3)
-    features = build_features(prices)
+    prices = simulated_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-02-10", seed=3)
+    features = feature_frame(prices)
     as_of = features["ts"].max()
     history = validated(error_ratio=1.3).rename(columns={"model_version": "model"}).assign(validated=True)
     store.upsert(PRICES, prices)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.code
+
 CLI = [sys.executable, "-m", "cryptosentinel.cli"]
 
 

@@ -21,7 +21,7 @@ from cryptosentinel.config import ConfigError, Settings, SourceError
 from cryptosentinel.ingest import ATTRIBUTION, validate_prices
 from cryptosentinel.sources import load_prices
 
-pytestmark = pytest.mark.shared_data
+pytestmark = [pytest.mark.code, pytest.mark.shared_data]
 
 RANGE = "/coins/bitcoin/market_chart/range"
 CHART = "/coins/bitcoin/market_chart"
@@ -180,13 +180,13 @@ def test_500_exhausts_retries_and_returns_nothing_partial(server, waits, fixture
 
 
 def test_timeout_is_retried_then_fails(server, waits, fixtures):
-    server.add("/coins/markets", Reply(delay=1.0), file_reply(fixtures / "coins_markets_usd_page1.json"))
-    with client(server, waits, timeout=0.2) as cg:
+    server.add("/coins/markets", Reply(hang=True), file_reply(fixtures / "coins_markets_usd_page1.json"))
+    with client(server, waits, timeout=1.0) as cg:  # the hung reply times out; 1 s leaves the next one room
         assert len(cg.markets()) == 100
     assert cg.stats.status_counts == {"timeout": 1, 200: 1} and cg.stats.retries == 1
 
-    server.add("/coins/markets", Reply(delay=1.0))
-    with client(server, waits, timeout=0.2, max_retries=1) as cg, pytest.raises(SourceError, match="last status: timeout"):
+    server.add("/coins/markets", Reply(hang=True))
+    with client(server, waits, timeout=1.0, max_retries=1) as cg, pytest.raises(SourceError, match="last status: timeout"):
         cg.markets()
     assert cg.stats.status_counts == {"timeout": 2}
 

@@ -7,6 +7,8 @@ import pytest
 
 from cryptosentinel.config import Settings, default_data_dir, get_settings, project_root
 
+pytestmark = pytest.mark.code
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -10,6 +10,8 @@ from cryptosentinel.ingest import TICKER_TO_ID
 from cryptosentinel.snapshots import read_csv_snapshot
 from cryptosentinel.sources import load_prices
 
+pytestmark = pytest.mark.data
+
 UTC = "UTC"
 GAPS = [  # (last candle before, first candle after, missing hours), the same in every hourly file
     ("2021-04-20 01:00", "2021-04-20 04:00", 2),

@@ -10,10 +10,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from builders import shared_prices, simulated_prices
 from matplotlib.figure import Figure
 
 from cryptosentinel import eda, eda_summary
 from cryptosentinel.config import DataValidationError
+
+pytestmark = pytest.mark.data
 
 COINS = ["bitcoin", "ethereum", "solana"]
 
@@ -303,9 +306,7 @@ def test_import_does_not_load_statsmodels():
 # --- the simulator and the real data ---------------------------------------------------------------
 
 def test_simulated_prices_summarize():
-    from cryptosentinel.sources import simulate_prices
-
-    prices = simulate_prices(COINS, "2024-01-01", "2024-03-01", freq="1h", seed=3)
+    prices = simulated_prices(COINS, "2024-01-01", "2024-03-01", freq="1h", seed=3)
     summary = eda_summary.summarize(prices)
     assert summary["meta"]["simulated"] and summary["meta"]["n_coins"] == 3
     assert "(simulated data)" in text(summary)
@@ -314,9 +315,7 @@ def test_simulated_prices_summarize():
 @pytest.fixture(scope="module")
 def real_summary(request):
     shared_data = request.getfixturevalue("shared_data")
-    from cryptosentinel.snapshots import read_csv_snapshot
-
-    prices = read_csv_snapshot(shared_data / "hourly_binance_spot").frame
+    prices = shared_prices(shared_data)
     return eda_summary.summarize(prices)
 
 

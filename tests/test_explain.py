@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from builders import feature_frame, local_store, simulated_prices
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -43,6 +44,8 @@ from cryptosentinel.explain_outputs import (
     save_summary_plot,
     save_waterfall,
 )
+
+pytestmark = pytest.mark.model
 
 FEATURES = ["strong", "weak", *[f"noise_{i}" for i in range(6)]]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -410,18 +413,10 @@ def test_one_explainer_serves_concurrent_requests(bundles, data):
 
 @pytest.fixture()
 def feature_store(tmp_path):
-    from cryptosentinel.features import build_features
-    from cryptosentinel.sources import simulate_prices
-    from cryptosentinel.store import features_group
-    from cryptosentinel.store_local import LocalStore
-
     start = pd.Timestamp("2024-01-01", tz="UTC")
-    prices = simulate_prices(["bitcoin", "ethereum"], start, start + pd.Timedelta(days=60), freq="1h", seed=1)
-    feats = build_features(prices)
-    store = LocalStore(tmp_path / "store.sqlite")
-    store.upsert(features_group(store), feats)
-    yield store, feats.dropna().reset_index(drop=True)
-    store.close()
+    feats = feature_frame(simulated_prices(["bitcoin", "ethereum"], start, start + pd.Timedelta(days=60), seed=1))
+    with local_store(tmp_path / "store.sqlite", features=feats) as store:
+        yield store, feats.dropna().reset_index(drop=True)
 
 
 def _feature_bundle(feats, data_end=None):

@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from builders import random_walk_prices as make_prices  # the same walk these tests were written on
+from builders import shared_prices
 
 from cryptosentinel import features as F
 from cryptosentinel.config import DataValidationError
@@ -21,35 +23,7 @@ from cryptosentinel.features import (
     validate_features,
 )
 
-TICKERS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "ADA": "cardano", "XRP": "ripple",
-           "DOGE": "dogecoin", "LTC": "litecoin", "BNB": "binancecoin"}
-
-
-def make_prices(coins=("bitcoin", "ethereum"), bars=900, seed=0, vol=0.01, start="2024-01-01", freq="h"):
-    """Random-walk OHLCV in the canonical raw layout (the ingest simulator is not a dependency here)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i, coin in enumerate(coins):
-        close = 50.0 * 7.0**i * np.exp(np.cumsum(rng.normal(0, vol, bars)))
-        open_ = np.r_[close[0], close[:-1]]
-        frames.append(pd.DataFrame({
-            "coin": coin, "ts": pd.date_range(start, periods=bars, freq=freq, tz="UTC"), "open": open_,
-            "high": np.maximum(open_, close) * (1 + np.abs(rng.normal(0, vol / 2, bars))),
-            "low": np.minimum(open_, close) * (1 - np.abs(rng.normal(0, vol / 2, bars))),
-            "close": close, "volume": rng.lognormal(8, 0.7, bars), "market_cap": np.nan, "source": "test",
-            "granularity": "1h" if freq == "h" else "1d"}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_real(shared_data):
-    frames = []
-    for path in sorted((shared_data / "hourly_binance_spot").glob("*USDT_1h.csv")):
-        raw = pd.read_csv(path).iloc[:-1]  # the last candle was still open
-        frames.append(pd.DataFrame({
-            "coin": TICKERS[path.name.split("USDT")[0]], "ts": pd.to_datetime(raw["date"]).dt.tz_localize("UTC"),
-            "open": raw["open"], "high": raw["high"], "low": raw["low"], "close": raw["close"],
-            "volume": raw["volume"], "market_cap": np.nan, "source": "binance", "granularity": "1h"}))
-    return pd.concat(frames, ignore_index=True)
+pytestmark = pytest.mark.data
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +149,7 @@ def test_a_coins_own_features_do_not_depend_on_the_other_coins(prices, features)
 
 @pytest.mark.shared_data
 def test_serving_parity_on_real_data(shared_data):
-    real = load_real(shared_data)
+    real = shared_prices(shared_data)  # read_csv_snapshot drops the open last candles
     full = build_features(real)
     ends = real.ts.drop_duplicates().sort_values().iloc[[3000, 3700, 11000, 23500]]  # incl. just after gaps
     worst = 0.0

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from builders import random_walk_prices
 
 from cryptosentinel import features as F
 from cryptosentinel.features import (
@@ -19,6 +20,8 @@ from cryptosentinel.features import (
     validate_features,
 )
 
+pytestmark = pytest.mark.data
+
 HOUR = pd.Timedelta(hours=1)
 COINS = ("bitcoin", "ethereum", "solana")
 BARS = 2 * WARMUP_BARS + 30 * 24 + 300
@@ -27,17 +30,7 @@ OWN = [*F._COIN_NAMES, "missing_bars"]
 
 
 def make_prices(coins=COINS, bars=BARS, seed=3, vol=0.01, freq="h"):
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i, coin in enumerate(coins):
-        close = 30.0 * 9.0**i * np.exp(np.cumsum(rng.normal(0, vol, bars)))
-        open_ = np.r_[close[0], close[:-1]]
-        frames.append(pd.DataFrame({
-            "coin": coin, "ts": pd.date_range("2024-03-01", periods=bars, freq=freq, tz="UTC"), "open": open_,
-            "high": np.maximum(open_, close) * (1 + np.abs(rng.normal(0, vol / 2, bars))),
-            "low": np.minimum(open_, close) * (1 - np.abs(rng.normal(0, vol / 2, bars))),
-            "close": close, "volume": rng.lognormal(8, 0.7, bars), "granularity": "1h" if freq == "h" else "1d"}))
-    return pd.concat(frames, ignore_index=True)
+    return random_walk_prices(coins, bars, seed, vol, level=30.0, step=9.0, start="2024-03-01", freq=freq)
 
 
 def drop(prices, coin, start, hours):

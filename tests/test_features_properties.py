@@ -2,10 +2,13 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cryptosentinel.features import FEATURE_NAMES, WARMUP_BARS, build_features
+
+pytestmark = pytest.mark.data
 
 VOLUME_FEATURES = [n for n in FEATURE_NAMES if n.startswith("volume_")]
 PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

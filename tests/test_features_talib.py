@@ -1,29 +1,19 @@
 """Indicator values agree with TA-Lib (the reference) within 1e-6 after the warm-up, on real and generated data."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import talib
+from builders import random_walk_prices, shared_prices
 
 from cryptosentinel.features import WARMUP_BARS, build_features
 
-TICKERS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "ADA": "cardano", "XRP": "ripple",
-           "DOGE": "dogecoin", "LTC": "litecoin", "BNB": "binancecoin"}
+pytestmark = pytest.mark.code
+
 TOL = 1e-6
 
 
 def make_prices(coins, bars, seed, vol, level):
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i, coin in enumerate(coins):
-        close = level * 3.0**i * np.exp(np.cumsum(rng.normal(0, vol, bars)))
-        open_ = np.r_[close[0], close[:-1]]
-        frames.append(pd.DataFrame({
-            "coin": coin, "ts": pd.date_range("2023-06-01", periods=bars, freq="h", tz="UTC"), "open": open_,
-            "high": np.maximum(open_, close) * (1 + np.abs(rng.normal(0, vol / 2, bars))),
-            "low": np.minimum(open_, close) * (1 - np.abs(rng.normal(0, vol / 2, bars))),
-            "close": close, "volume": rng.lognormal(8, 0.7, bars), "granularity": "1h"}))
-    return pd.concat(frames, ignore_index=True)
+    return random_walk_prices(coins, bars, seed, vol, level=level, step=3.0, start="2023-06-01")
 
 
 def talib_reference(high, low, c):
@@ -68,15 +58,10 @@ def test_indicators_match_talib_on_generated_data(seed, vol, level):
     assert max(worst.values()) <= TOL, {k: v for k, v in worst.items() if v > TOL}
 
 
+@pytest.mark.data  # the real snapshot: a data check as well as a unit one
 @pytest.mark.shared_data
 def test_indicators_match_talib_on_real_data(shared_data):
-    frames = []
-    for path in sorted((shared_data / "hourly_binance_spot").glob("*USDT_1h.csv")):
-        raw = pd.read_csv(path).iloc[:-1]  # drop the partial last candle
-        frames.append(pd.DataFrame({
-            "coin": TICKERS[path.name.split("USDT")[0]], "ts": pd.to_datetime(raw["date"]).dt.tz_localize("UTC"),
-            "high": raw["high"], "low": raw["low"], "close": raw["close"], "volume": raw["volume"]}))
-    prices = pd.concat(frames, ignore_index=True)
+    prices = shared_prices(shared_data)  # read_csv_snapshot drops each coin's partial last candle
     features = build_features(prices)
     # bitcoin's file ends an hour before the others: those rows are kept all the same (no gap exceeds a day)
     assert len(features) == len(prices) - 8 * WARMUP_BARS

@@ -3,16 +3,16 @@
 import numpy as np
 import pandas as pd
 import pytest
+from builders import feature_frame, local_store, simulated_prices
 
 from cryptosentinel import inference
 from cryptosentinel import pipelines as steps
 from cryptosentinel.config import Settings
-from cryptosentinel.features import build_features
 from cryptosentinel.fitting import train_horizon
 from cryptosentinel.registry import ModelBundle
-from cryptosentinel.sources import simulate_prices
-from cryptosentinel.store_local import LocalStore
 from cryptosentinel.training import dead_band
+
+pytestmark = pytest.mark.model
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
 
@@ -64,8 +64,8 @@ class FakeRegistry:
 @pytest.fixture(scope="module")
 def vectors_and_bundle():
     from sklearn.linear_model import Ridge
-    prices = simulate_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-03-01")
-    feats = build_features(prices).merge(prices[["coin", "ts", "close"]], on=["coin", "ts"])
+    prices = simulated_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-03-01")
+    feats = feature_frame(prices, with_close=True)
     names = ["ret_1", "ret_24", "vol_24", "rsi_14"]
     model = Ridge().fit(feats[names], feats["ret_1"].shift(-1).fillna(0))
     bundle = ModelBundle("ridge_reg", 24, "regression", model, names, "v", interval_scale="vol_24",
@@ -111,9 +111,8 @@ def test_out_of_distribution_inputs_are_flagged_not_silently_served(vectors_and_
 
 
 def test_recording_the_same_forecasts_twice_adds_nothing_and_validation_fills_in(tmp_path):
-    with LocalStore(tmp_path / "s.sqlite") as store:
-        prices = simulate_prices(["bitcoin"], "2024-03-01", "2024-03-03")
-        store.upsert("prices", prices)
+    prices = simulated_prices(["bitcoin"], "2024-03-01", "2024-03-03")
+    with local_store(tmp_path / "s.sqlite", prices=prices) as store:
         rows = pd.DataFrame([forecast("bitcoin", 0.01, made_at=T0)]).assign(
             price=float(prices["close"].iloc[0]), pred_price=1.0, direction="up", p_up=np.nan, model="m@1",
             is_random_walk=False, challenger="", challenger_return=np.nan, feature_version="v", ood_score=0.0,
@@ -127,8 +126,8 @@ def test_recording_the_same_forecasts_twice_adds_nothing_and_validation_fills_in
 
 
 def test_hindcast_uses_no_data_from_after_each_prediction_time():
-    prices = simulate_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-04-01")
-    frame = build_features(prices).merge(prices[["coin", "ts", "close"]], on=["coin", "ts"])
+    prices = simulated_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-04-01")
+    frame = feature_frame(prices, with_close=True)
     run = train_horizon(frame, 24, n_folds=3, models=["ridge_reg"])
     rows = steps.hindcast(run, "ridge_reg")
     last = run.folds[run.folds["fold"] == run.folds["fold"].max()].iloc[0]

@@ -12,6 +12,8 @@ from cryptosentinel.config import ConfigError, DataValidationError, Settings
 from cryptosentinel.ingest import PRICE_COLUMNS, find_gaps, last_full_bar, price_schema, validate_prices
 from cryptosentinel.sources import IngestRecord, load_prices
 
+pytestmark = pytest.mark.data
+
 
 def frame(n: int = 4, coin: str = "bitcoin", granularity: str = "1h") -> pd.DataFrame:
     step = "h" if granularity == "1h" else "D"

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from builders import feature_frame, local_store, simulated_prices
 
 from cryptosentinel.alerts import DRIFT_CURRENT, DRIFT_EVERY, drift_since_training
 from cryptosentinel.config import ConfigError, DataValidationError, Settings, get_settings
@@ -21,9 +22,11 @@ from cryptosentinel.monitoring import (
     record_integrity,
     run_drift,
 )
-from cryptosentinel.sources import COIN_PROFILES, simulate_prices
-from cryptosentinel.store import PRICES, features_group
+from cryptosentinel.sources import COIN_PROFILES
+from cryptosentinel.store import PRICES
 from cryptosentinel.store_local import LocalStore
+
+pytestmark = pytest.mark.data
 
 COINS = list(COIN_PROFILES)  # 8 coins
 START = "2022-08-18"  # the simulator (seed 42) stays in its calm_up regime for 112 days from here
@@ -54,7 +57,7 @@ def window(frame: pd.DataFrame, first: pd.Timestamp, days: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def market():
-    prices = simulate_prices(COINS, START, END, seed=42)
+    prices = simulated_prices(COINS, START, END, seed=42)
     shocked = inject_regime_change(prices, CHANGE)
     return prices, shocked
 
@@ -260,9 +263,7 @@ def test_drift_since_training_in_a_store(market, tmp_path):
     given = Settings(_env_file=None, data_dir=tmp_path / "given")
     as_of = CHANGE + pd.Timedelta(days=8)
     recent = shocked[shocked["ts"] <= as_of]
-    with LocalStore(tmp_path / "store.sqlite") as store:
-        store.upsert(PRICES, recent)
-        store.upsert(features_group(store), build_features(recent))
+    with local_store(tmp_path / "store.sqlite", prices=recent, features=feature_frame(recent)) as store:
         trained = {"data_end": (CHANGE - pd.Timedelta(days=7)).isoformat()}
         report = drift_since_training(store, trained, 24, COINS, as_of, given, html=False)
         assert report is not None and report.drift_detected, report

@@ -7,6 +7,8 @@ from pathlib import Path
 import papermill
 import pytest
 
+pytestmark = pytest.mark.code
+
 NBS = Path(__file__).resolve().parents[1] / "nbs"
 ALL_NOTEBOOKS = sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith("_"))
 # Notebooks that papermill runs as pipeline steps.

@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 from cryptosentinel.cli import app
 from cryptosentinel.config import get_settings
 
+pytestmark = pytest.mark.code
+
 COINS = "bitcoin,ethereum,solana"
 
 

@@ -10,12 +10,13 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from builders import feature_frame, local_store, shared_prices, simulated_prices
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from cryptosentinel.config import DataValidationError
-from cryptosentinel.features import FEATURE_VERSION, build_features
+from cryptosentinel.features import FEATURE_VERSION
 from cryptosentinel.regime_outputs import (
     CURRENT_LOOKBACK,
     fig_explained_variance,
@@ -34,8 +35,8 @@ from cryptosentinel.regimes import (
     name_centres,
     regime_name,
 )
-from cryptosentinel.snapshots import read_csv_snapshot
-from cryptosentinel.sources import simulate_prices
+
+pytestmark = pytest.mark.model
 
 # raw-unit centres of four clearly separated regimes: two volatility levels x two trends
 CALM_UP = dict(vol_24=0.004, vol_168=0.005, ret_24=0.01, ret_168=0.15, close_sma_168=0.06, drawdown_168=-0.02,
@@ -73,8 +74,8 @@ def four():
 @pytest.fixture(scope="module")
 def sim_features():
     end = pd.Timestamp("2024-01-01", tz="UTC")
-    prices = simulate_prices(["bitcoin", "ethereum"], end - pd.Timedelta(days=60), end, seed=3)
-    return prices, build_features(prices)
+    prices = simulated_prices(["bitcoin", "ethereum"], end - pd.Timedelta(days=60), end, seed=3)
+    return prices, feature_frame(prices)
 
 
 # --- constructed regimes --------------------------------------------------------------------------------------
@@ -331,10 +332,9 @@ def test_figures_are_agg_safe(sim_features):
 
 def test_latest_regimes_reads_the_last_recorded_model_and_recent_features(sim_features, tmp_path):
     from cryptosentinel.store import features_group
-    from cryptosentinel.store_local import LocalStore
 
     _, feats = sim_features
-    store = LocalStore(tmp_path / "store.sqlite")
+    store = local_store(tmp_path / "store.sqlite")
     try:
         assert latest_regimes(store, ["bitcoin"]) == {}  # no model recorded yet
         model = fit_regimes(feats, k=3, seed=0)
@@ -354,8 +354,8 @@ def test_latest_regimes_reads_the_last_recorded_model_and_recent_features(sim_fe
 
 @pytest.mark.shared_data
 def test_real_hourly_coins(shared_data):
-    prices = read_csv_snapshot(shared_data / "hourly_binance_spot").frame
-    feats = build_features(prices)
+    prices = shared_prices(shared_data)
+    feats = feature_frame(prices)
     pca = fit_pca(feats)
     assert pca.explained_variance_ratio.sum() <= 1 + 1e-9
     assert np.all(pca.explained_variance_ratio >= 0)  # exact linear combinations (macd_hist, ...) explain 0

@@ -47,6 +47,8 @@ from cryptosentinel.registry import (
 from cryptosentinel.registry_hopsworks import HopsworksRegistry, open_registry
 from cryptosentinel.registry_mlflow import LocalRegistry
 
+pytestmark = pytest.mark.model
+
 FEATURES = ["f1", "f2", "vol_24"]
 KINDS = ["xgb", "pipeline", "calibrated", "xgb_clf", "constant"]
 

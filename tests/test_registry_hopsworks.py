@@ -25,6 +25,8 @@ from cryptosentinel.bundle import ModelBundle, key_metrics
 from cryptosentinel.registry import ModelIntegrityError, RegistryError, promote
 from cryptosentinel.registry_hopsworks import HopsworksRegistry
 
+pytestmark = pytest.mark.code
+
 
 def _params(fn):
     return [(p.name, p.default, p.kind) for p in inspect.signature(fn).parameters.values() if p.name != "self"]

@@ -11,6 +11,8 @@ from cryptosentinel.config import DEFAULT_COINS, ConfigError
 from cryptosentinel.ingest import validate_prices
 from cryptosentinel.sources import COIN_PROFILES, REGIMES, simulate_prices, simulated_regimes
 
+pytestmark = pytest.mark.data
+
 COINS = list(DEFAULT_COINS)
 
 

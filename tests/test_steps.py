@@ -14,13 +14,9 @@ from cryptosentinel.features import FEATURE_VERSION, build_features
 from cryptosentinel.store import PRICES, features_group
 from cryptosentinel.store_local import LocalStore
 
+pytestmark = pytest.mark.data
+
 COINS = ["bitcoin", "ethereum"]
-
-
-@pytest.fixture
-def store(tmp_path):
-    with LocalStore(tmp_path / "store.sqlite") as s:
-        yield s
 
 
 def test_incremental_update_equals_a_full_recompute(store, tmp_path):

@@ -21,6 +21,8 @@ from cryptosentinel.store import (
 from cryptosentinel.store_hopsworks import open_store
 from cryptosentinel.store_local import LocalStore
 
+pytestmark = pytest.mark.code
+
 COINS = ("bitcoin", "ethereum", "solana")
 
 
@@ -38,12 +40,6 @@ def make_prices(coins=COINS, n=48, start="2024-01-01", seed=0) -> pd.DataFrame:
             "market_cap": np.where(rng.uniform(size=n) < 0.3, np.nan, close * 1e6),
             "source": "synthetic", "granularity": "1h"}))
     return pd.concat(frames, ignore_index=True)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with LocalStore(tmp_path / "store.sqlite") as s:
-        yield s
 
 
 def test_round_trip(store):

@@ -29,6 +29,8 @@ from cryptosentinel.store import (
 from cryptosentinel.store_hopsworks import HopsworksStore, hopsworks_errors, hopsworks_login, open_store
 from cryptosentinel.store_local import LocalStore
 
+pytestmark = pytest.mark.code
+
 HOUR = pd.Timedelta("1h")
 
 

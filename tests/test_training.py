@@ -9,10 +9,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from builders import feature_frame
 
 from cryptosentinel.bundle import ModelBundle
 from cryptosentinel.config import ConfigError, DataValidationError
-from cryptosentinel.features import FEATURE_NAMES, build_features
+from cryptosentinel.features import FEATURE_NAMES
 from cryptosentinel.fitting import (
     BASELINES,
     MODELS,
@@ -36,13 +37,15 @@ from cryptosentinel.training import (
     score_forecasts,
 )
 
+pytestmark = pytest.mark.model
+
 H = 24
 HOUR = pd.Timedelta(hours=1)
 
 
 # --- synthetic data -------------------------------------------------------------------------------
 
-def random_walk_prices(coins=("bitcoin", "ethereum", "solana", "cardano"), days=150, seed=7, vol=0.01):
+def null_prices(coins=("bitcoin", "ethereum", "solana", "cardano"), days=150, seed=7, vol=0.01):
     """Raw hourly prices whose log returns are iid normal: nothing to predict."""
     rng = np.random.default_rng(seed)
     n = days * 24
@@ -61,7 +64,7 @@ def random_walk_prices(coins=("bitcoin", "ethereum", "solana", "cardano"), days=
 
 def view_frame(prices: pd.DataFrame) -> pd.DataFrame:
     """What the feature view hands to training: the features joined with close."""
-    return build_features(prices).merge(prices[["coin", "ts", "close"]], on=["coin", "ts"], how="left")
+    return feature_frame(prices, with_close=True)
 
 
 def planted_frame(coins=("bitcoin", "ethereum", "solana"), days=100, seed=3, h=H, c=0.006, vol=0.01):
@@ -114,7 +117,7 @@ def synthetic_run(hours_per_fold=500, n_folds=4, coins=("bitcoin", "ethereum"), 
 
 @pytest.fixture(scope="module")
 def null_frame() -> pd.DataFrame:
-    return view_frame(random_walk_prices())
+    return view_frame(null_prices())
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +239,7 @@ def test_labels_use_the_timestamp_not_the_row():
 
 
 def test_labels_per_coin_and_bad_input():
-    prices = random_walk_prices(("bitcoin", "ethereum"), days=3)
+    prices = null_prices(("bitcoin", "ethereum"), days=3)
     lab = make_labels(prices, 24)
     btc = prices[prices.coin == "bitcoin"].reset_index(drop=True)
     assert lab.loc[0, "y_ret"] == pytest.approx(math.log(btc.close[24] / btc.close[0]))
@@ -313,7 +316,7 @@ def test_bundle_metrics_carry_the_random_walk_on_the_same_folds(null_run):
 
 @pytest.mark.slow
 def test_same_data_and_seed_give_the_same_metrics():
-    frame = view_frame(random_walk_prices(("bitcoin", "ethereum"), days=70, seed=11))
+    frame = view_frame(null_prices(("bitcoin", "ethereum"), days=70, seed=11))
     a = train_horizon(frame, H, seed=5, n_folds=2)
     b = train_horizon(frame, H, seed=5, n_folds=2)
     pd.testing.assert_frame_equal(a.table, b.table)
@@ -337,7 +340,7 @@ def test_bad_requests_fail_with_clear_messages(null_frame):
 
 @pytest.mark.slow
 def test_evaluate_bundle_scores_without_refitting(null_run):
-    later = view_frame(random_walk_prices(days=60, seed=99))
+    later = view_frame(null_prices(days=60, seed=99))
     bundle = null_run.bundles["ridge_reg"]
     before = bundle.estimator[-1].coef_.copy()
     report = evaluate_bundle(bundle, later)

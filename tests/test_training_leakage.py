@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from builders import feature_frame, shared_prices
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_training import PLANTED_FEATURES, planted_frame, synthetic_run
 
-from cryptosentinel.features import build_features
 from cryptosentinel.fitting import MODELS, last_fold_forecasts, train_horizon
-from cryptosentinel.snapshots import read_csv_snapshot
 from cryptosentinel.training import conformal_quantile, walk_forward_folds
+
+pytestmark = pytest.mark.model
 
 H = 24
 QUICK = ["ridge_reg", "xgb_reg", "hgb_clf"]
@@ -115,8 +116,8 @@ def test_folds_are_purged_by_one_horizon(n, horizon, n_folds, test_fraction, gap
 @pytest.mark.slow
 def test_real_hourly_coins_show_no_implausible_skill(shared_data):
     """Accuracy >= 60% or out-of-sample R2 >= 5% on real hourly crypto would be a leak to find."""
-    prices = read_csv_snapshot(shared_data / "hourly_binance_spot", coins=["bitcoin", "ethereum", "solana"]).frame
-    frame = build_features(prices).merge(prices[["coin", "ts", "close"]], on=["coin", "ts"], how="left")
+    prices = shared_prices(shared_data, coins=["bitcoin", "ethereum", "solana"])
+    frame = feature_frame(prices, with_close=True)
     run = train_horizon(frame, H, seed=42, n_folds=2, test_fraction=0.25)
     t = run.table
     for name in MODELS:

@@ -16,6 +16,8 @@ from cryptosentinel.config import Settings, StoreError, get_settings
 from cryptosentinel.notify import Alert, Notifier, discord_payloads, notify_failure, slack_payloads
 from cryptosentinel.store_local import LocalStore
 
+pytestmark = pytest.mark.code
+
 T0 = pd.Timestamp("2024-03-01 12:00", tz="UTC")
 ALERTS = [
     Alert("price_move_1h", "critical", "ethereum", "ethereum moved -12.0% in 1 h",
