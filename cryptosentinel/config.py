@@ -112,6 +112,8 @@ class MonitoringSettings(BaseModel):
     coverage_tolerance: float = Field(0.10, ge=0, lt=1)  # breach when coverage < nominal - this
     skill_window: int = Field(200, ge=1)  # the last N validated predictions of the champion
     skill_min_predictions: int = Field(30, ge=1)  # fewer validated predictions: no verdict
+    performance_window_days: float = Field(30.0, ge=1)  # coverage and skill are judged per coin over this window
+    coverage_pvalue: float = Field(0.01, gt=0, lt=1)  # Kupiec test p-value below which coverage breaches
     retrain_on_breach: bool = False  # whether the pipeline retrains when a performance check breaches
     # notifications and reports
     webhook_timeout_s: float = Field(5.0, gt=0)
@@ -191,6 +193,7 @@ class Settings(BaseSettings):
     max_model_age_days: float = Field(30.0, gt=0)  # refuse to forecast with an older champion
     ood_threshold: float = Field(0.2, ge=0, le=1)  # share of features outside the training range that flags a row
     top_features: int = Field(5, ge=1)  # contributions shown with each forecast
+    max_gap_hours: float = Field(24.0, gt=0)  # a longer gap in a coin's bars restarts its feature warm-up
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)  # thresholds (see above)
 
     @classmethod
