@@ -14,15 +14,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.metrics import f1_score, roc_auc_score
+from scipy.special import xlogy
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+from statsmodels.stats.multitest import multipletests
 
 from .config import ConfigError, DataValidationError
 from .util import json_safe
 
 # %% auto #0
-__all__ = ['logger', 'DEAD_BAND_PER_DAY', 'INTERVAL_LEVELS', 'SCALE_FEATURE', 'METRIC_KEYS', 'dead_band', 'make_labels',
-           'LabelledRows', 'labelled_rows', 'Fold', 'walk_forward_folds', 'mase', 'direction_accuracy', 'DMResult',
-           'diebold_mariano', 'conformal_quantile', 'interval_coverage', 'conformal_fold_quantiles', 'score_forecasts']
+__all__ = ['logger', 'DEAD_BAND_PER_DAY', 'INTERVAL_LEVELS', 'SCALE_FEATURE', 'TASK_LOSS', 'METRIC_KEYS', 'dead_band',
+           'make_labels', 'LabelledRows', 'labelled_rows', 'Fold', 'walk_forward_folds', 'relative_mae', 'mase',
+           'direction_accuracy', 'DMResult', 'newey_west_bandwidth', 'diebold_mariano', 'conformal_quantile',
+           'interval_coverage', 'qlike', 'mincer_zarnowitz', 'interval_score', 'pinball_loss', 'CoverageTest',
+           'coverage_tests', 'pesaran_timmermann', 'avg_rel_mae', 'brier_skill', 'holm', 'task_loss',
+           'conformal_fold_quantiles', 'score_forecasts']
 
 # %% ../nbs/05_training.ipynb #74d4379a
 logger = logging.getLogger(__name__)
@@ -209,14 +214,23 @@ def walk_forward_folds(ts: pd.Series | pd.DatetimeIndex | np.ndarray, # timestam
 INTERVAL_LEVELS = {"80": 0.80, "95": 0.95}
 SCALE_FEATURE = "vol_24"  # the volatility feature that normalises conformal scores
 
-def mase(y: np.ndarray, # realised returns
-         pred: np.ndarray, # forecast returns
-         naive: np.ndarray | float = 0.0, # the random walk's forecast (a zero return)
-        ) -> float:
-    "MAE of `pred` over the MAE of the naive forecast on the same rows."
+def relative_mae(y: np.ndarray, # realised returns
+                 pred: np.ndarray, # forecast returns
+                 naive: np.ndarray | float = 0.0, # the random walk's forecast (a zero return)
+                ) -> float:
+    "MAE of `pred` over the MAE of the naive forecast on the same rows (the random walk scores 1)."
     y, pred = np.asarray(y, float), np.asarray(pred, float)
     denom = float(np.mean(np.abs(y - naive)))
     return float(np.mean(np.abs(y - pred))) / denom if denom > 0 else math.nan
+
+def mase(y: np.ndarray, # realised returns of the scored rows
+         pred: np.ndarray, # forecast returns
+         insample_naive_mae: float, # MAE of the naive forecast on the training rows: mean |y| there
+        ) -> float:
+    "Hyndman-Koehler MASE: MAE over the in-sample MAE of the naive (random-walk) forecast."
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+    scale = float(insample_naive_mae)
+    return float(np.mean(np.abs(y - pred))) / scale if len(y) and scale > 0 else math.nan
 
 def direction_accuracy(y: np.ndarray, # realised returns
                        pred: np.ndarray, # forecast returns (sign = the call), or P(up) when `proba`
@@ -238,28 +252,40 @@ class DMResult:
     pvalue: float  # one-sided, H1: the model is more accurate
     pvalue_two_sided: float
     n: int
+    bandwidth: int = 0  # Bartlett lags used in the long-run variance
+
+def newey_west_bandwidth(d: np.ndarray, # a demeaned series
+                        ) -> int:
+    "Newey-West (1994) automatic bandwidth of the Bartlett kernel: how many lags the data's own autocorrelation asks for."
+    n = len(d)
+    pilot = int(4 * (n / 100) ** (2 / 9))
+    gamma = np.array([d[k:] @ d[:n - k] / n for k in range(min(pilot, n - 1) + 1)])
+    s0 = gamma[0] + 2 * gamma[1:].sum()
+    s1 = 2 * (np.arange(1, len(gamma)) * gamma[1:]).sum()
+    if not s0 > 0:
+        return pilot
+    return int(1.1447 * ((s1 / s0) ** 2) ** (1 / 3) * n ** (1 / 3))
 
 def diebold_mariano(d: np.ndarray, # loss differential in time order: loss(model) - loss(baseline)
-                    horizon: int, # forecast horizon in bars: autocovariances up to lag horizon - 1
+                    horizon: int, # forecast horizon in bars: the bandwidth is never below it
+                    bandwidth: int | None = None, # Bartlett lags; None: Newey-West (1994), at least `horizon`
                    ) -> DMResult:
-    "Diebold-Mariano test with HAC variance (lag h-1) and the Harvey-Leybourne-Newbold correction."
+    "Diebold-Mariano test with a Bartlett-kernel long-run variance sized for overlapping, clustered losses."
     d = np.asarray(d, float)
     d = d[np.isfinite(d)]
-    n, h = len(d), max(int(horizon), 1)
+    n = len(d)
     if n < 3:
         return DMResult(math.nan, math.nan, math.nan, n)
     dc = d - d.mean()
-    lags = min(h, n)
-    gamma = np.array([dc[k:] @ dc[:n - k] / n for k in range(lags)])
-    var = (gamma[0] + 2 * gamma[1:].sum()) / n
-    if var <= 0:  # the rectangular kernel can go negative: Bartlett weights are always >= 0
-        var = (gamma[0] + 2 * ((1 - np.arange(1, lags) / lags) * gamma[1:]).sum()) / n
+    lags = int(bandwidth) if bandwidth is not None else max(int(horizon), newey_west_bandwidth(dc))
+    lags = min(max(lags, 0), n - 1)
+    gamma = np.array([dc[k:] @ dc[:n - k] / n for k in range(lags + 1)])
+    weights = 1 - np.arange(1, lags + 1) / (lags + 1)
+    var = (gamma[0] + 2 * (weights * gamma[1:]).sum()) / n
     if not var > 1e-300:  # identical forecasts: no evidence either way
-        return DMResult(0.0, 0.5, 1.0, n)
-    dm = d.mean() / math.sqrt(var)
-    hln = math.sqrt(max(n + 1 - 2 * h + h * (h - 1) / n, 1.0) / n)
-    stat = float(dm * hln)
-    return DMResult(stat, float(stats.t.cdf(stat, n - 1)), float(2 * stats.t.sf(abs(stat), n - 1)), n)
+        return DMResult(0.0, 0.5, 1.0, n, lags)
+    stat = float(d.mean() / math.sqrt(var))
+    return DMResult(stat, float(stats.t.cdf(stat, n - 1)), float(2 * stats.t.sf(abs(stat), n - 1)), n, lags)
 
 def conformal_quantile(scores: np.ndarray, # calibration scores |y - pred| / scale
                        level: float, # coverage wanted, e.g. 0.8
@@ -276,6 +302,154 @@ def interval_coverage(y: np.ndarray, # realised values
     "Share of rows with lo <= y <= hi."
     y = np.asarray(y, float)
     return float(np.mean((y >= np.asarray(lo, float)) & (y <= np.asarray(hi, float)))) if len(y) else math.nan
+
+# %% ../nbs/05_training.ipynb #8b2d6f02
+def qlike(rv: np.ndarray, # realised variance
+          forecast: np.ndarray, # variance forecast, same units
+         ) -> np.ndarray:
+    "QLIKE loss per row, rv/f - log(rv/f) - 1 (0 at a perfect forecast; NaN where either is not positive)."
+    rv, f = np.asarray(rv, float), np.asarray(forecast, float)
+    ok = np.isfinite(rv) & np.isfinite(f) & (rv > 0) & (f > 0)
+    ratio = np.divide(rv, f, out=np.full(rv.shape, np.nan), where=ok)
+    return np.where(ok, ratio - np.log(np.where(ok, ratio, 1.0)) - 1, np.nan)
+
+def mincer_zarnowitz(log_rv: np.ndarray, # log realised variance
+                     log_forecast: np.ndarray, # log variance forecast
+                    ) -> dict[str, float]:
+    "OLS of log realised variance on the log forecast: alpha, beta, R² and rows."
+    y, x = np.asarray(log_rv, float), np.asarray(log_forecast, float)
+    ok = np.isfinite(y) & np.isfinite(x)
+    y, x = y[ok], x[ok]
+    if len(y) < 3 or np.var(x) == 0:
+        return {"alpha": math.nan, "beta": math.nan, "r2": math.nan, "n": int(len(y))}
+    fit = stats.linregress(x, y)
+    return {"alpha": float(fit.intercept), "beta": float(fit.slope), "r2": float(fit.rvalue**2), "n": int(len(y))}
+
+def interval_score(y: np.ndarray, # realised values
+                   lo: np.ndarray, # lower bounds
+                   hi: np.ndarray, # upper bounds
+                   level: float, # nominal coverage, e.g. 0.8
+                  ) -> np.ndarray:
+    "Winkler's interval score per row: width plus 2/alpha times the distance outside the interval."
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be in (0, 1), got {level}")
+    y, lo, hi = (np.asarray(v, float) for v in (y, lo, hi))
+    alpha = 1 - level
+    return (hi - lo) + (2 / alpha) * (np.maximum(lo - y, 0) + np.maximum(y - hi, 0))
+
+def pinball_loss(y: np.ndarray, # realised values
+                 q: np.ndarray, # forecast quantiles at `tau`
+                 tau: float, # quantile level in (0, 1)
+                ) -> np.ndarray:
+    "Pinball (quantile) loss per row."
+    if not 0 < tau < 1:
+        raise ConfigError(f"tau must be in (0, 1), got {tau}")
+    u = np.asarray(y, float) - np.asarray(q, float)
+    return np.maximum(tau * u, (tau - 1) * u)
+
+@dataclass(frozen=True)
+class CoverageTest:
+    "Kupiec's and Christoffersen's tests of one series of interval hits (p-values: chi-squared)."
+    n: int
+    misses: int
+    rate: float  # observed coverage
+    kupiec_stat: float
+    kupiec_pvalue: float  # H0: miss rate = 1 - level
+    christoffersen_stat: float
+    christoffersen_pvalue: float  # H0: misses are independent of the previous one
+    cc_stat: float
+    cc_pvalue: float  # conditional coverage: both at once (2 degrees of freedom)
+
+def _bernoulli_ll(k: float, n: float, p: float) -> float:
+    "log-likelihood of k successes in n Bernoulli(p) trials (0 log 0 = 0)."
+    return float(xlogy(k, p) + xlogy(n - k, 1 - p))
+
+def coverage_tests(inside: np.ndarray, # True where the outcome fell inside its interval, in time order
+                   level: float, # nominal coverage
+                  ) -> CoverageTest:
+    "Kupiec proportion-of-failures and Christoffersen independence tests of interval hits."
+    hit = np.asarray(inside, dtype=bool)
+    n, miss = len(hit), ~hit
+    x = int(miss.sum())
+    if n < 2:
+        return CoverageTest(n, x, float(hit.mean()) if n else math.nan, *[math.nan] * 6)
+    pof = -2 * (_bernoulli_ll(x, n, 1 - level) - _bernoulli_ll(x, n, x / n))
+    prev, cur = miss[:-1], miss[1:]
+    n01, n11 = int((~prev & cur).sum()), int((prev & cur).sum())
+    n0, n1 = int((~prev).sum()), int(prev.sum())
+    pi = (n01 + n11) / (n0 + n1)
+    ind = -2 * (_bernoulli_ll(n01 + n11, n0 + n1, pi)
+                - _bernoulli_ll(n01, n0, n01 / n0 if n0 else 0.0) - _bernoulli_ll(n11, n1, n11 / n1 if n1 else 0.0))
+    pof, ind = max(pof, 0.0), max(ind, 0.0)
+    return CoverageTest(n, x, 1 - x / n, pof, float(stats.chi2.sf(pof, 1)), ind, float(stats.chi2.sf(ind, 1)),
+                        pof + ind, float(stats.chi2.sf(pof + ind, 2)))
+
+def pesaran_timmermann(actual_up: np.ndarray, # the outcome of each call: True for up
+                       predicted_up: np.ndarray, # the call: True for up
+                      ) -> tuple[float, float]:
+    "Pesaran-Timmermann statistic and one-sided p-value (H1: calls beat independent guessing); NaN for a constant call."
+    a, p = np.asarray(actual_up, dtype=bool), np.asarray(predicted_up, dtype=bool)
+    n = len(a)
+    if n < 2:
+        return math.nan, math.nan
+    hit, py, px = float(np.mean(a == p)), float(a.mean()), float(p.mean())
+    expected = py * px + (1 - py) * (1 - px)
+    var_hit = expected * (1 - expected) / n
+    var_exp = ((2 * py - 1) ** 2 * px * (1 - px) / n + (2 * px - 1) ** 2 * py * (1 - py) / n
+               + 4 * py * px * (1 - py) * (1 - px) / n**2)
+    if not var_hit - var_exp > 1e-15:  # a constant call (or outcome) carries no evidence of timing
+        return math.nan, math.nan
+    stat = (hit - expected) / math.sqrt(var_hit - var_exp)
+    return float(stat), float(stats.norm.sf(stat))
+
+def avg_rel_mae(abs_err: np.ndarray, # the model's absolute errors
+                ref_abs_err: np.ndarray, # the reference's (random walk's) on the same rows
+                groups: np.ndarray, # group of each row (the coin)
+               ) -> float:
+    "AvgRelMAE: geometric mean over groups of MAE / MAE_ref, weighted by the group's rows."
+    e, r, g = np.asarray(abs_err, float), np.asarray(ref_abs_err, float), np.asarray(groups)
+    logs, weights = [], []
+    for key in np.unique(g):
+        rows = g == key
+        ref = float(np.mean(r[rows]))
+        if ref > 0:
+            logs.append(math.log(float(np.mean(e[rows])) / ref) if np.mean(e[rows]) > 0 else -math.inf)
+            weights.append(int(rows.sum()))
+    return float(math.exp(np.average(logs, weights=weights))) if weights else math.nan
+
+def brier_skill(p: np.ndarray, # forecast probabilities
+                outcome: np.ndarray, # 0/1 outcomes
+                base_rate: float, # the constant reference probability (e.g. the training base rate)
+               ) -> float:
+    "1 - Brier(p) / Brier(base rate) on the same rows."
+    p, o = np.asarray(p, float), np.asarray(outcome, float)
+    ref = float(np.mean((base_rate - o) ** 2)) if len(o) else math.nan
+    return 1 - float(np.mean((p - o) ** 2)) / ref if ref > 0 else math.nan
+
+def holm(pvalues: Sequence[float] | np.ndarray, # one p-value per hypothesis (NaN counts as 1)
+        ) -> np.ndarray:
+    "Holm's step-down adjusted p-values (family-wise error control across candidates)."
+    p = np.nan_to_num(np.asarray(pvalues, float), nan=1.0)
+    return multipletests(p, method="holm")[1] if len(p) else p
+
+TASK_LOSS = {"regression": "absolute_error", "classification": "brier", "volatility": "qlike"}
+
+def task_loss(task: str, # a key of TASK_LOSS
+              y: np.ndarray, # target: returns (regression, classification with `band`), 0/1 up (classification without), realised variance
+              pred: np.ndarray, # forecast: return, P(up), variance
+              band: float | None = None, # classification: dead band of the returns in `y`; None: `y` is already 0/1
+             ) -> np.ndarray:
+    "The one per-row loss of a task that its gate, its significance test and its reported skill share."
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+    if task == "regression":
+        return np.abs(y - pred)
+    if task == "classification":
+        if band is None:
+            return (pred - y) ** 2
+        return np.where(np.abs(y) >= band, (pred - (y > 0)) ** 2, np.nan)
+    if task == "volatility":
+        return qlike(y, pred)
+    raise ConfigError(f"unknown task {task!r}: one of {sorted(TASK_LOSS)}")
 
 # %% ../nbs/05_training.ipynb #7516daca
 def conformal_fold_quantiles(y: np.ndarray, # realised returns of the out-of-sample rows
@@ -296,13 +470,29 @@ def conformal_fold_quantiles(y: np.ndarray, # realised returns of the out-of-sam
     return {key: conformal_quantile(scores, level) for key, level in (levels or INTERVAL_LEVELS).items()}, calib
 
 # %% ../nbs/05_training.ipynb #e44513d0
-METRIC_KEYS = ("n", "n_direction", "mae", "rmse", "mase", "r2_oos", "direction_accuracy", "f1", "roc_auc",
-               "brier", "dm_stat", "dm_pvalue", "dm_pvalue_two_sided", "coverage_80", "coverage_95", "n_coverage")
+METRIC_KEYS = ("n", "n_direction", "mae", "rmse", "relative_mae", "mase", "avg_rel_mae", "r2_oos",
+               "direction_accuracy", "balanced_accuracy", "pt_stat", "pt_pvalue", "flat_share", "f1", "roc_auc",
+               "brier", "dm_stat", "dm_pvalue", "dm_pvalue_two_sided", "coverage_80", "coverage_95", "n_coverage",
+               "interval_score_80", "interval_score_95")
 
 def _time_mean(values: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
     "Mean of `values` per timestamp, in time order (coins at the same time count once)."
     u, inv = np.unique(ts_ns, return_inverse=True)
     return np.bincount(inv, weights=values, minlength=len(u)) / np.bincount(inv, minlength=len(u))
+
+def _direction_scores(out: dict[str, Any], y: np.ndarray, score: np.ndarray, band: float, proba: bool) -> None:
+    "Accuracy, balanced accuracy, Pesaran-Timmermann, F1 and AUC of the calls on rows that moved."
+    out["direction_accuracy"], n_calls = direction_accuracy(y, score, band, proba=proba)
+    call = np.where(score >= 0.5, 1.0, -1.0) if proba else np.sign(score)
+    scored = (np.abs(y) >= band) & (call != 0)
+    if not n_calls:
+        return
+    up_true, up_call = y[scored] > 0, call[scored] > 0
+    out["balanced_accuracy"] = float(balanced_accuracy_score(up_true, up_call))
+    out["pt_stat"], out["pt_pvalue"] = pesaran_timmermann(up_true, up_call)
+    out["f1"] = float(f1_score(up_true, up_call, zero_division=0.0))
+    if len(np.unique(up_true)) == 2:
+        out["roc_auc"] = float(roc_auc_score(up_true, score[scored]))
 
 def score_forecasts(y: np.ndarray, # realised forward log returns
                     pred: np.ndarray, # the forecasts: returns (regression) or P(up) (classification)
@@ -310,9 +500,12 @@ def score_forecasts(y: np.ndarray, # realised forward log returns
                     ts_ns: np.ndarray, # int64 ns timestamps of the rows (for the DM series)
                     horizon: int, # bars
                     band: float, # direction dead band
-                    reference: np.ndarray | float = 0.0, # baseline forecast for MASE/DM: random walk (0) or P(up) of the majority class
+                    reference: np.ndarray | float = 0.0, # baseline forecast for the DM test and relative MAE: random walk (0) or P(up) of the majority class
                     r2_reference: np.ndarray | float | None = None, # forecast of the historical mean for R2_oos
                     halfwidth: dict[str, np.ndarray] | None = None, # level -> interval half-width per row (NaN: no interval)
+                    *,
+                    naive_scale: float | None = None, # in-sample MAE of the random walk (mean |y| of the training rows), for MASE
+                    groups: np.ndarray | None = None, # coin of each row, for AvgRelMAE
                    ) -> dict[str, Any]:
     "Metrics of one forecast on a set of rows (NaN/None where a metric does not apply)."
     y, pred = np.asarray(y, float), np.asarray(pred, float)
@@ -322,38 +515,34 @@ def score_forecasts(y: np.ndarray, # realised forward log returns
     out["n_direction"] = int(moved.sum())
     if len(y) == 0:
         return json_safe(out)
+    out["flat_share"] = 1 - float(moved.mean())
     ref = np.broadcast_to(np.asarray(reference, float), y.shape)
+    loss_diff = task_loss(task, y, pred, band) - task_loss(task, y, ref, band)
     if task == "regression":
         err = y - pred
         out["mae"] = float(np.mean(np.abs(err)))
         out["rmse"] = float(np.sqrt(np.mean(err**2)))
-        out["mase"] = mase(y, pred, ref)
+        out["relative_mae"] = relative_mae(y, pred, ref)
+        if naive_scale is not None:
+            out["mase"] = mase(y, pred, naive_scale)
+        if groups is not None:
+            out["avg_rel_mae"] = avg_rel_mae(np.abs(err), np.abs(y - ref), groups)
         if r2_reference is not None:
             sse_ref = float(np.sum((y - np.broadcast_to(np.asarray(r2_reference, float), y.shape)) ** 2))
             out["r2_oos"] = 1 - float(np.sum(err**2)) / sse_ref if sse_ref > 0 else math.nan
-        out["direction_accuracy"], n_calls = direction_accuracy(y, pred, band)
-        loss_diff = err**2 - (y - ref) ** 2
-        score = pred
-        if halfwidth:
-            for key, hw in halfwidth.items():
-                hw = np.asarray(hw, float)
-                has = ~np.isnan(hw)  # NaN: no interval for the row (an infinite one covers)
-                out["n_coverage"] = int(has.sum())
-                if has.any():
-                    out[f"coverage_{key}"] = interval_coverage(y[has], (pred - hw)[has], (pred + hw)[has])
+        _direction_scores(out, y, pred, band, proba=False)
+        for key, hw in (halfwidth or {}).items():
+            hw = np.asarray(hw, float)
+            has = ~np.isnan(hw)  # NaN: no interval for the row (an infinite one covers)
+            out["n_coverage"] = int(has.sum())
+            if has.any():
+                lo, hi = (pred - hw)[has], (pred + hw)[has]
+                out[f"coverage_{key}"] = interval_coverage(y[has], lo, hi)
+                out[f"interval_score_{key}"] = float(np.mean(interval_score(y[has], lo, hi, INTERVAL_LEVELS[key])))
     else:
         up = (y > 0).astype(float)
-        p = pred
-        out["direction_accuracy"], n_calls = direction_accuracy(y, p, band, proba=True)
-        out["brier"] = float(np.mean((p[moved] - up[moved]) ** 2)) if moved.any() else math.nan
-        loss_diff = np.where(moved, (p - up) ** 2 - (ref - up) ** 2, np.nan)
-        score = p
-    if moved.any() and n_calls:
-        up_true = y[moved] > 0
-        up_call = (score[moved] >= 0.5) if task == "classification" else (score[moved] > 0)
-        out["f1"] = float(f1_score(up_true, up_call, zero_division=0.0))
-        if len(np.unique(up_true)) == 2:
-            out["roc_auc"] = float(roc_auc_score(up_true, score[moved]))
+        out["brier"] = float(np.mean((pred[moved] - up[moved]) ** 2)) if moved.any() else math.nan
+        _direction_scores(out, y, pred, band, proba=True)
     keep = np.isfinite(loss_diff)
     if np.any(loss_diff[keep] != 0):
         dm = diebold_mariano(_time_mean(loss_diff[keep], ts_ns[keep]), horizon)
