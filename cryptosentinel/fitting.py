@@ -42,6 +42,8 @@ __all__ = ['logger', 'CAL_FRACTION', 'MIN_ISOTONIC_ROWS', 'RF_MAX_SAMPLES', 'TRA
 logger = logging.getLogger(__name__)
 
 # %% ../nbs/05a_fitting.ipynb #1ed01ab0
+_FOLD_KEYS = ("mae", "rmse", "relative_mae", "mase", "direction_accuracy", "brier", "roc_auc")  # per-fold test metrics
+_GAP_KEYS = ("train_mae", "train_relative_mae", "train_direction_accuracy", "train_brier", "mae_gap_pct", "accuracy_gap")
 CAL_FRACTION = 0.2  # most recent share of a training window that calibrates the classifiers
 MIN_ISOTONIC_ROWS = 500
 RF_MAX_SAMPLES = 10_000
@@ -156,6 +158,14 @@ def _forecast(name: str, model: Any, constant: float | None, X: pd.DataFrame) ->
 def _task(name: str) -> str:
     return MODELS[name][0] if name in MODELS else BASELINES[name]
 
+def _naive_mae_by_coin(d: LabelledRows, rows: np.ndarray) -> dict[str, float]:
+    "In-sample MAE of the random walk per coin (mean |y| over the rows): MASE's scale."
+    coin, y = d.coin[rows], np.abs(d.y[rows])
+    return {str(c): float(y[coin == c].mean()) for c in np.unique(coin)}
+
+def _per_row(scale: dict[str, float], coins: np.ndarray) -> np.ndarray:
+    return np.array([scale.get(str(c), math.nan) for c in coins], dtype=float)
+
 def _vol_bucket(scale: np.ndarray) -> tuple[np.ndarray, list[float]]:
     edges = [float(v) for v in np.quantile(scale, [1 / 3, 2 / 3])]
     return np.array(["low", "mid", "high"], dtype=object)[np.searchsorted(edges, scale, side="right")], edges
@@ -218,8 +228,10 @@ def train_horizon(frame: pd.DataFrame, # the feature view's rows: coin, ts, feat
             bar.update(1)
     preds = {name: np.full(len(d.y), np.nan) for name in names}
     fold_rows: list[dict[str, Any]] = []
+    naive = np.full(len(d.y), np.nan)  # MASE's scale per row: its coin's random-walk MAE on the fold's training rows
     for f in folds:
         train, test = train_rows[f.number], test_rows[f.number]
+        naive[test] = _per_row(_naive_mae_by_coin(d, train), d.coin[test])
         for name in names:
             preds[name][test] = results[(name, f.number)]["test"]
         majority_p = results[("majority", f.number)]["constant"]
@@ -228,14 +240,14 @@ def train_horizon(frame: pd.DataFrame, # the feature view's rows: coin, ts, feat
             tr_m = score_forecasts(d.y[r["sample"]], r["in_sample"], task, d.ts_ns[r["sample"]], horizon, d.band,
                                    0.0 if task == "regression" else majority_p)
             te_m = score_forecasts(d.y[test], preds[name][test], task, d.ts_ns[test], horizon, d.band,
-                                   0.0 if task == "regression" else majority_p)
+                                   0.0 if task == "regression" else majority_p, naive_scale=naive[test])
             fold_rows.append({"model": name, "fold": f.number, "train_start": pd.Timestamp(d.ts_ns[train].min(), tz="UTC"),
                               "train_end": f.train_end, "test_start": f.test_start, "test_end": f.test_end,
                               "n_train": len(train), "n_test": len(test), "fit_s": r["fit_s"],
-                              **{k: te_m[k] for k in ("mae", "rmse", "mase", "direction_accuracy", "brier", "roc_auc")},
+                              **{k: te_m[k] for k in _FOLD_KEYS},
                               "random_walk_mae": float(np.mean(np.abs(d.y[test]))),
                               "random_walk_rmse": float(np.sqrt(np.mean(d.y[test] ** 2))),
-                              "train_mae": tr_m["mae"], "train_mase": tr_m["mase"],
+                              "train_mae": tr_m["mae"], "train_relative_mae": tr_m["relative_mae"],
                               "train_direction_accuracy": tr_m["direction_accuracy"], "train_brier": tr_m["brier"]})
         logger.info("fold %d/%d: %d train rows, %d test rows", f.number, len(folds), len(train), len(test))
     folds_df = pd.DataFrame(fold_rows)
@@ -266,14 +278,17 @@ def train_horizon(frame: pd.DataFrame, # the feature view's rows: coin, ts, feat
         return score_forecasts(d.y[rows], preds[name][rows], task, d.ts_ns[rows], horizon, d.band,
                                reference=0.0 if task == "regression" else maj[rows],
                                r2_reference=hm[rows] if task == "regression" else None,
-                               halfwidth={k: v[rows] for k, v in halfwidth[name].items()} if task == "regression" else None)
+                               halfwidth={k: v[rows] for k, v in halfwidth[name].items()} if task == "regression" else None,
+                               naive_scale=naive[rows], groups=d.coin[rows])
 
     all_oos = np.ones(int(oos.sum()), dtype=bool)
     coin_oos = d.coin[oos]
     overall = {n: block(n, all_oos) for n in names}
     per_coin = {n: {str(c): block(n, coin_oos == c) for c in np.unique(coin_oos)} for n in names}
     per_vol = {n: {b: block(n, bucket == b) for b in ("low", "mid", "high")} for n in names}
-    gaps = folds_df.groupby("model", sort=False)[["train_mae", "train_mase", "train_direction_accuracy", "train_brier"]].mean()
+    for n in regressors:
+        overall[n]["coverage_80_by_vol_tercile"] = [per_vol[n][b]["coverage_80"] for b in ("low", "mid", "high")]
+    gaps = folds_df.groupby("model", sort=False)[list(_GAP_KEYS[:4])].mean()
     table = pd.DataFrame([{"model": n, "kind": "baseline" if n in BASELINES else "model", "task": _task(n),
                            **overall[n], **gaps.loc[n].to_dict()} for n in names])
     table["mae_gap_pct"] = 100 * (table["mae"] / table["train_mae"] - 1)
@@ -296,6 +311,7 @@ def train_horizon(frame: pd.DataFrame, # the feature view's rows: coin, ts, feat
     quantiles = {n: {key: conformal_quantile(np.abs(d.y[oos] - preds[n][oos]) / scale[oos], level)
                      for key, level in INTERVAL_LEVELS.items()} for n in regressors}
     constants = {b: final[b][1] for b in BASELINES}
+    naive_all = _naive_mae_by_coin(d, everything)
     bundles = {}
     for name in names:
         model, constant = final[name]
@@ -311,10 +327,10 @@ def train_horizon(frame: pd.DataFrame, # the feature view's rows: coin, ts, feat
             "folds": _fold_records(folds_df, name),
             "coins": per_coin[name], "vol_buckets": per_vol[name], "vol_bucket_edges": edges,
             "train": score_forecasts(d.y[sample], in_sample, task, d.ts_ns[sample], horizon, d.band,
-                                     0.0 if task == "regression" else constants["majority"]),
-            "train_test_gap": {k: json_safe(table.loc[name, k]) for k in
-                               ("train_mae", "train_mase", "train_direction_accuracy", "train_brier",
-                                "mae_gap_pct", "accuracy_gap")},
+                                     0.0 if task == "regression" else constants["majority"],
+                                     naive_scale=_per_row(naive_all, d.coin[sample])),
+            "train_test_gap": {k: json_safe(table.loc[name, k]) for k in _GAP_KEYS},
+            "naive_mae_by_coin": naive_all,  # MASE's scale when the bundle is scored later (`evaluate_bundle`)
             "majority_direction": "up" if (constants["majority"] or 0.0) >= 0.5 else "down",
         }
         bundles[name] = ModelBundle(
@@ -339,7 +355,7 @@ def _fold_records(folds_df: pd.DataFrame, name: str) -> list[dict[str, Any]]:
         r, rw, mj = by[name].loc[fold], by["random_walk"].loc[fold], by["majority"].loc[fold]
         out.append({"fold": int(fold), "test_start": r["test_start"].isoformat(), "test_end": r["test_end"].isoformat(),
                     "n_train": int(r["n_train"]), "n_test": int(r["n_test"]),
-                    **{k: json_safe(r[k]) for k in ("mae", "rmse", "mase", "direction_accuracy", "brier", "roc_auc")},
+                    **{k: json_safe(r[k]) for k in _FOLD_KEYS},
                     "random_walk_mae": json_safe(rw["mae"]), "random_walk_rmse": json_safe(rw["rmse"]),
                     "majority_direction_accuracy": json_safe(mj["direction_accuracy"]),
                     "majority_brier": json_safe(mj["brier"])})
@@ -367,25 +383,31 @@ def describe_run(run: TrainingRun, # a `train_horizon` result
     rw = t.loc["random_walk"]
     if len(reg):
         best = reg.iloc[0]
-        winners = reg[(reg["mase"] < 1) & (reg["dm_pvalue"] < alpha)]
+        winners = reg[(reg["relative_mae"] < 1) & (reg["dm_pvalue"] < alpha)]
         if len(winners):
             w = winners.iloc[0]
-            lines.append(f"{len(winners)} of {len(reg)} regressors beat the random walk at h={run.horizon}: best "
-                         f"{w.name} (MASE {w['mase']:.3f}, DM p={_fmt_p(w['dm_pvalue'])}, out-of-sample R2 "
-                         f"{w['r2_oos']:.3f}).")
+            lines.append(f"{len(winners)} of {len(reg)} regressors have a lower MAE than the random walk at "
+                         f"h={run.horizon} with DM p < {alpha} (before the gate's correction for several candidates): "
+                         f"best {w.name} (relative MAE {w['relative_mae']:.3f}, AvgRelMAE {w['avg_rel_mae']:.3f}, "
+                         f"DM p={_fmt_p(w['dm_pvalue'])}, out-of-sample R2 {w['r2_oos']:.3f}).")
         else:
-            lines.append(f"No model beats the random walk on MAE at h={run.horizon} (best {best.name}: MASE "
-                         f"{best['mase']:.3f}, DM p={_fmt_p(best['dm_pvalue'])} one-sided; random-walk MAE "
-                         f"{rw['mae']:.4f} on {rw['n']:.0f} rows).")
+            lines.append(f"No model beats the random walk on MAE at h={run.horizon} (best {best.name}: relative MAE "
+                         f"{best['relative_mae']:.3f}, AvgRelMAE {best['avg_rel_mae']:.3f}, DM p={_fmt_p(best['dm_pvalue'])} "
+                         f"one-sided; random-walk MAE {rw['mae']:.4f} on {rw['n']:.0f} rows).")
+        lines.append(f"MASE (errors over the random walk's in-sample error): random walk {rw['mase']:.3f}, "
+                     f"{best.name} {best['mase']:.3f}; below 1 means smaller errors than the naive forecast made "
+                     f"on the training rows.")
     direction = t[(t["kind"] == "model")].dropna(subset=["direction_accuracy"]).sort_values(
         "direction_accuracy", ascending=False)
     maj = t.loc["majority"]
     if len(direction):
         b = direction.iloc[0]
-        lines.append(f"Best direction accuracy {b['direction_accuracy']:.1%} ({b.name}) against "
+        lines.append(f"Best direction accuracy {b['direction_accuracy']:.1%} ({b.name}; balanced "
+                     f"{b['balanced_accuracy']:.1%}, Pesaran-Timmermann p={_fmt_p(b['pt_pvalue'])}) against "
                      f"{maj['direction_accuracy']:.1%} for always calling the training window's majority "
                      f"direction, on {maj['n_direction']:.0f} rows that moved more than the "
-                     f"{run.lineage.get('dead_band', float('nan')):.2%} dead band.")
+                     f"{run.lineage.get('dead_band', float('nan')):.2%} dead band ({maj['flat_share']:.0%} of "
+                     f"outcomes were flat).")
     clf = t[(t["kind"] == "model") & (t["task"] == "classification")]
     for name, r in clf.iterrows():
         verdict = "better" if r["brier"] < maj["brier"] and r["dm_pvalue"] < alpha else "no better"
@@ -396,13 +418,13 @@ def describe_run(run: TrainingRun, # a `train_horizon` result
         lines.append(f"Conformal intervals of {b.name} on later folds: 80% intervals covered "
                      f"{b['coverage_80']:.1%}, 95% covered {b['coverage_95']:.1%} of {b['n_coverage']:.0f} rows.")
     if len(reg):
-        gap = (reg["mase"] - reg["train_mase"]).sort_values(ascending=False)
+        gap = (reg["relative_mae"] - reg["train_relative_mae"]).sort_values(ascending=False)
         name = gap.index[0]
         r = reg.loc[name]
-        carry = ("what it learned does not carry over to new data" if r["mase"] >= 1 > r["train_mase"]
+        carry = ("what it learned does not carry over to new data" if r["relative_mae"] >= 1 > r["train_relative_mae"]
                  else "fits training rows better than new ones" if gap.iloc[0] > 0.05 else "no sign of overfitting")
-        lines.append(f"Largest train-versus-test gap: {name}, MASE {r['train_mase']:.3f} on its training rows vs "
-                     f"{r['mase']:.3f} out of sample ({carry}).")
+        lines.append(f"Largest train-versus-test gap: {name}, relative MAE {r['train_relative_mae']:.3f} on its "
+                     f"training rows vs {r['relative_mae']:.3f} out of sample ({carry}).")
     if len(clf):
         gap_c = (clf["train_direction_accuracy"] - clf["direction_accuracy"]).sort_values(ascending=False)
         r = clf.loc[gap_c.index[0]]
@@ -411,7 +433,8 @@ def describe_run(run: TrainingRun, # a `train_horizon` result
     return "\n".join(lines)
 
 # %% ../nbs/05a_fitting.ipynb #739f7bd5
-_BLOCK_KEYS = ("n", "mae", "rmse", "mase", "direction_accuracy", "coverage_80", "coverage_95", "dm_pvalue",
+_BLOCK_KEYS = ("n", "mae", "rmse", "relative_mae", "mase", "avg_rel_mae", "balanced_accuracy", "pt_pvalue",
+               "flat_share", "interval_score_80", "interval_score_95", "direction_accuracy", "coverage_80", "coverage_95", "dm_pvalue",
                "dm_stat", "r2_oos", "f1", "roc_auc", "brier", "n_direction")
 
 def evaluate_bundle(bundle: ModelBundle, # a fitted bundle (registry or `train_horizon`)
@@ -444,6 +467,7 @@ def evaluate_bundle(bundle: ModelBundle, # a fitted bundle (registry or `train_h
                 lo, hi = bundle.predict_interval(X, key)
                 halfwidth[key] = (hi - lo) / 2
     scale = d.scale if d.scale is not None else np.ones(len(d.y))
+    naive = _per_row(bundle.metrics.get("naive_mae_by_coin") or {}, d.coin)  # NaN (no MASE) for bundles without it
     rw_half = {k: rw_q[k] * scale for k in INTERVAL_LEVELS if k in rw_q and d.scale is not None} or None
 
     def block(rows: np.ndarray) -> dict[str, Any]:
@@ -451,14 +475,16 @@ def evaluate_bundle(bundle: ModelBundle, # a fitted bundle (registry or `train_h
         m = score_forecasts(y, pred[rows], task, ts, horizon, d.band,
                             reference=0.0 if task == "regression" else majority_p,
                             r2_reference=hist_mean if task == "regression" else None,
-                            halfwidth=None if halfwidth is None else {k: v[rows] for k, v in halfwidth.items()})
+                            halfwidth=None if halfwidth is None else {k: v[rows] for k, v in halfwidth.items()},
+                            naive_scale=naive[rows], groups=d.coin[rows])
         rw = score_forecasts(y, np.zeros(len(rows)), "regression", ts, horizon, d.band, 0.0, hist_mean,
-                             None if rw_half is None else {k: v[rows] for k, v in rw_half.items()})
+                             None if rw_half is None else {k: v[rows] for k, v in rw_half.items()},
+                             naive_scale=naive[rows], groups=d.coin[rows])
         maj_acc, _ = direction_accuracy(y, np.full(len(rows), majority_p), d.band, proba=True)
         maj_brier = score_forecasts(y, np.full(len(rows), majority_p), "classification", ts, horizon, d.band,
                                     majority_p)["brier"]
         out = {k: m[k] for k in _BLOCK_KEYS}
-        out["baseline"] = {"model": "random_walk", **{k: rw[k] for k in ("n", "mae", "rmse", "mase", "coverage_80",
+        out["baseline"] = {"model": "random_walk", **{k: rw[k] for k in ("n", "mae", "rmse", "relative_mae", "mase", "coverage_80",
                                                                           "coverage_95", "r2_oos")},
                            "direction_accuracy": json_safe(maj_acc), "brier": maj_brier,
                            "direction_model": f"majority ({'up' if majority_p >= 0.5 else 'down'})"}

@@ -225,12 +225,13 @@ def relative_mae(y: np.ndarray, # realised returns
 
 def mase(y: np.ndarray, # realised returns of the scored rows
          pred: np.ndarray, # forecast returns
-         insample_naive_mae: float, # MAE of the naive forecast on the training rows: mean |y| there
+         insample_naive_mae: float | np.ndarray, # MAE of the naive forecast on the training rows (mean |y| there); per row for several series
         ) -> float:
-    "Hyndman-Koehler MASE: MAE over the in-sample MAE of the naive (random-walk) forecast."
+    "Hyndman-Koehler MASE: the mean of absolute errors scaled by the in-sample MAE of the naive (random-walk) forecast."
     y, pred = np.asarray(y, float), np.asarray(pred, float)
-    scale = float(insample_naive_mae)
-    return float(np.mean(np.abs(y - pred))) / scale if len(y) and scale > 0 else math.nan
+    scale = np.broadcast_to(np.asarray(insample_naive_mae, float), y.shape)
+    ok = scale > 0
+    return float(np.mean(np.abs(y - pred)[ok] / scale[ok])) if ok.any() else math.nan
 
 def direction_accuracy(y: np.ndarray, # realised returns
                        pred: np.ndarray, # forecast returns (sign = the call), or P(up) when `proba`
@@ -504,7 +505,7 @@ def score_forecasts(y: np.ndarray, # realised forward log returns
                     r2_reference: np.ndarray | float | None = None, # forecast of the historical mean for R2_oos
                     halfwidth: dict[str, np.ndarray] | None = None, # level -> interval half-width per row (NaN: no interval)
                     *,
-                    naive_scale: float | None = None, # in-sample MAE of the random walk (mean |y| of the training rows), for MASE
+                    naive_scale: float | np.ndarray | None = None, # in-sample MAE of the random walk (mean |y| of the training rows; per row for several coins), for MASE
                     groups: np.ndarray | None = None, # coin of each row, for AvgRelMAE
                    ) -> dict[str, Any]:
     "Metrics of one forecast on a set of rows (NaN/None where a metric does not apply)."

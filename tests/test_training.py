@@ -34,6 +34,7 @@ from cryptosentinel.training import (
     interval_coverage,
     make_labels,
     mase,
+    relative_mae,
     score_forecasts,
 )
 
@@ -127,10 +128,17 @@ def null_run(null_frame):
 
 # --- metric units ----------------------------------------------------------------------------------
 
-def test_random_walk_mase_is_one_and_halving_errors_halves_it():
+def test_random_walk_relative_mae_is_one_and_halving_errors_halves_it():
     y = np.array([0.02, -0.01, 0.03, -0.04, 0.005])
-    assert mase(y, np.zeros_like(y)) == 1.0
-    assert mase(y, y / 2) == pytest.approx(0.5)
+    assert relative_mae(y, np.zeros_like(y)) == 1.0
+    assert relative_mae(y, y / 2) == pytest.approx(0.5)
+
+
+def test_true_mase_scales_by_the_in_sample_naive_error():
+    y = np.array([0.02, -0.01, 0.03, -0.04, 0.005])
+    in_sample = 0.0105  # the random walk's MAE on (other) training rows
+    assert mase(y, np.zeros_like(y), in_sample) == pytest.approx(np.mean(np.abs(y)) / in_sample)
+    assert mase(y, np.zeros_like(y), in_sample) != 1.0
 
 
 def test_dm_on_identical_forecasts_finds_no_difference():
@@ -154,7 +162,17 @@ def test_dm_overlap_widens_the_variance():
     rng = np.random.default_rng(3)
     shocks = rng.normal(0.05, 1.0, 3000)
     d = np.convolve(shocks, np.ones(H), mode="valid")  # overlapping sums, like h-step forecast errors
-    assert abs(diebold_mariano(d, H).stat) < abs(diebold_mariano(d, 1).stat)
+    assert abs(diebold_mariano(d, H).stat) < abs(diebold_mariano(d, 1, bandwidth=0).stat)
+
+
+def test_dm_bandwidth_is_at_least_the_horizon_and_grows_with_clustering():
+    """Overlapping, volatility-clustered losses need more lags than h - 1: the automatic bandwidth finds them."""
+    rng = np.random.default_rng(4)
+    white = rng.normal(size=4000)
+    assert diebold_mariano(white, H).bandwidth == H  # white noise: the horizon's floor
+    vol = np.exp(np.convolve(rng.normal(0, 0.3, 4100), np.ones(100) / 10, mode="valid")[:4000])
+    clustered = vol * rng.normal(size=4000) ** 2  # squared returns with slowly moving volatility
+    assert diebold_mariano(clustered, 1).bandwidth > 10
 
 
 def test_coverage_and_conformal_quantile_on_a_hand_made_case():
@@ -216,7 +234,7 @@ def test_score_forecasts_of_the_random_walk():
     y = np.array([0.01, -0.02, 0.03, -0.001])
     ts = pd.date_range("2024-01-01", periods=4, freq="h", tz="UTC").asi8
     m = score_forecasts(y, np.zeros(4), "regression", ts, 1, 0.0025, halfwidth={"80": np.full(4, 0.015)})
-    assert m["mase"] == 1.0 and m["direction_accuracy"] is None and m["coverage_80"] == 0.5
+    assert m["relative_mae"] == 1.0 and m["direction_accuracy"] is None and m["coverage_80"] == 0.5
     json.dumps(m)
 
 
@@ -259,8 +277,8 @@ def test_labels_per_coin_and_bad_input():
 def test_run_reports_every_model_and_baseline(null_run):
     table = null_run.table
     assert set(table.index) == set(MODELS) | set(BASELINES)
-    assert table.loc["random_walk", "mase"] == 1.0
-    for col in ("mae", "rmse", "mase", "r2_oos", "direction_accuracy", "f1", "roc_auc", "brier", "dm_pvalue",
+    assert table.loc["random_walk", "relative_mae"] == 1.0
+    for col in ("mae", "rmse", "relative_mae", "mase", "r2_oos", "direction_accuracy", "f1", "roc_auc", "brier", "dm_pvalue",
                 "coverage_80", "coverage_95", "train_mae", "mae_gap_pct"):
         assert col in table.columns
     assert table.loc[["hgb_clf", "xgb_clf"], "brier"].between(0, 1).all()
@@ -298,7 +316,7 @@ def test_bundle_metrics_carry_the_random_walk_on_the_same_folds(null_run):
         assert isinstance(bundle, ModelBundle) and bundle.name == name and bundle.horizon == H
         m = bundle.metrics
         assert m["baseline"]["random_walk"]["n"] == m["overall"]["n"]
-        assert m["baseline"]["random_walk"]["mase"] == 1.0
+        assert m["baseline"]["random_walk"]["relative_mae"] == 1.0
         assert len(m["folds"]) == 4
         for f in m["folds"]:
             assert f["random_walk_mae"] > 0 and f["n_test"] > 0
@@ -349,11 +367,11 @@ def test_evaluate_bundle_scores_without_refitting(null_run):
     assert report["model"] == "ridge_reg" and report["horizon"] == H
     assert set(report["coins"]) == {"bitcoin", "ethereum", "solana", "cardano"}
     for block in (report["overall"], *report["coins"].values()):
-        for key in ("mae", "rmse", "mase", "direction_accuracy", "coverage_80", "coverage_95", "dm_pvalue", "n"):
+        for key in ("mae", "rmse", "relative_mae", "mase", "direction_accuracy", "coverage_80", "coverage_95", "dm_pvalue", "n"):
             assert key in block
         base = block["baseline"]
-        assert base["mase"] == 1.0 and base["n"] == block["n"]
-        assert block["mase"] == pytest.approx(block["mae"] / base["mae"])
+        assert base["relative_mae"] == 1.0 and base["n"] == block["n"]
+        assert block["relative_mae"] == pytest.approx(block["mae"] / base["mae"])
     assert sum(b["n"] for b in report["coins"].values()) == report["overall"]["n"]
     # the intervals were calibrated on another random walk with the same volatility: they should roughly hold
     assert 0.7 < report["overall"]["coverage_80"] < 0.9
@@ -380,7 +398,7 @@ def test_null_no_skill_on_a_pure_random_walk(null_run):
         row = table.loc[name]
         se = 0.5 / math.sqrt(row["n_direction"] / H)
         assert abs(row["direction_accuracy"] - 0.5) <= 2 * se, (name, row["direction_accuracy"], se)
-        assert row["dm_pvalue"] > 0.05 or (row["task"] == "regression" and row["mase"] > 1), name
+        assert row["dm_pvalue"] > 0.05 or (row["task"] == "regression" and row["relative_mae"] > 1), name
     regressors = [m for m, (task, _) in MODELS.items() if task == "regression"]
     assert (table.loc[regressors, "r2_oos"] < 0.02).all()
     assert "No model beats the random walk" in null_run.summary()
@@ -411,7 +429,7 @@ def test_leak_canary_a_planted_future_feature_lights_up(null_frame, null_run):
     run = train_horizon(leaky, H, seed=42, n_folds=4, features=[*FEATURE_NAMES, "leak"],
                         models=["ridge_reg", "xgb_reg", "hgb_clf"])
     for name in ("ridge_reg", "xgb_reg"):
-        assert run.table.loc[name, "mase"] < 0.8 * null_run.table.loc[name, "mase"]
+        assert run.table.loc[name, "relative_mae"] < 0.8 * null_run.table.loc[name, "relative_mae"]
         assert run.table.loc[name, "dm_pvalue"] < 1e-3
     for name in ("ridge_reg", "xgb_reg", "hgb_clf"):
         assert run.table.loc[name, "direction_accuracy"] > null_run.table.loc[name, "direction_accuracy"] + 0.2
@@ -423,12 +441,12 @@ def test_planted_signal_models_beat_the_baselines(tmp_path):
     t = run.table
     for name, (task, _) in MODELS.items():
         if task == "regression":
-            assert t.loc[name, "mase"] < 0.95 and t.loc[name, "dm_pvalue"] < 0.01, name
+            assert t.loc[name, "relative_mae"] < 0.95 and t.loc[name, "dm_pvalue"] < 0.01, name
             assert t.loc[name, "r2_oos"] > 0.1, name
         else:
             assert t.loc[name, "brier"] < t.loc["majority", "brier"] and t.loc[name, "dm_pvalue"] < 0.01, name
         assert t.loc[name, "direction_accuracy"] > 0.6, name
-    assert "beat the random walk" in run.summary()
+    assert "lower MAE than the random walk" in run.summary()
     registry = LocalRegistry(tmp_path / "registry")
     decision = promote(registry, run.bundles["ridge_reg"], run.bundles["random_walk"])
     assert decision.promoted, decision.reason

@@ -44,7 +44,7 @@ def test_label_shift_destroys_the_skill(planted):
             assert abs(t.loc[name, "direction_accuracy"] - 0.5) <= 2 * se, (bars, name)
             assert t.loc[name, "dm_pvalue"] > 0.05, (bars, name)
         for name in ("ridge_reg", "xgb_reg"):
-            assert t.loc[name, "mase"] > 0.97 and t.loc[name, "r2_oos"] < 0.02, (bars, name)
+            assert t.loc[name, "relative_mae"] > 0.97 and t.loc[name, "r2_oos"] < 0.02, (bars, name)
 
 
 def test_no_training_row_or_label_window_reaches_a_test_row(planted):
