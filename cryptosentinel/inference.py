@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +18,15 @@ import pandas as pd
 from .alerts import predictions_group, rolling_skill
 from .config import Settings, get_settings
 from .util import utc_now
-from .bundle import ModelBundle, RegistryError
+from .bundle import CONSTANT_BASELINES, ModelBundle
 from .registry import ModelNotFoundError, Registry
 from .store import FeatureGroupSpec
 
 # %% auto #0
-__all__ = ['log', 'VALIDATION_COLUMNS', 'OOD_QUANTILES', 'LIVE_SOURCES', 'Explain', 'score_predictions', 'feature_ranges',
-           'ood_score', 'HorizonModels', 'Predictor', 'forecast_rows', 'record_predictions', 'validate_history',
-           'prediction_status']
+__all__ = ['log', 'VALIDATION_COLUMNS', 'NO_CALL', 'P_UP', 'PREDICTION_COLUMNS', 'OOD_QUANTILES', 'LIVE_SOURCES', 'Explain',
+           'Risk', 'RISK_COLUMNS', 'direction_probability', 'call_direction', 'direction_text', 'risk_text',
+           'score_predictions', 'feature_ranges', 'ood_score', 'HorizonModels', 'Predictor', 'forecast_rows',
+           'record_predictions', 'validate_history', 'prediction_status']
 
 # %% ../nbs/10_inference.ipynb #d86e980e
 log = logging.getLogger(__name__)
@@ -33,8 +35,109 @@ log = logging.getLogger(__name__)
 VALIDATION_COLUMNS = ("validated", "actual_price", "actual_return", "abs_error", "rw_abs_error", "direction_outcome",
                       "inside_80", "inside_95")
 
+NO_CALL = "no call"  # the direction shown when no classifier beat the majority baseline, or the forecast is zero
+
+P_UP = "the probability of an up move beyond the dead band"
+PREDICTION_COLUMNS: dict[str, str] = {
+    "coin": "the coin",
+    "made_at": "the features' bar the forecast was made from (UTC): its 'as of' time",
+    "horizon": "hours ahead",
+    "price": "close at made_at",
+    "pred_return": "forecast log return over the horizon (0 for the random walk)",
+    "pred_price": "forecast price: price * exp(pred_return)",
+    "lo_80": "lower end of the 80% interval, as a log return", "hi_80": "upper end of the 80% interval, as a log return",
+    "lo_95": "lower end of the 95% interval, as a log return", "hi_95": "upper end of the 95% interval, as a log return",
+    "direction": "the direction shown and validated: 'up' or 'down' from the champion classifier's P(up) (without "
+                 "a classifier: the forecast's sign); 'no call' when no classifier beat the majority baseline, "
+                 "or the forecast is zero",
+    "p_up": f"{P_UP}, from the champion classifier; empty when no classifier beat the majority baseline",
+    "p_up_base_rate": "the training share of up moves beyond the dead band (the majority baseline's constant), "
+                      "shown beside 'no call'; empty when a classifier is champion or there is none",
+    "model": "what made the forecast, e.g. random_walk@3",
+    "is_random_walk": "the champion is the random walk: no model beat it",
+    "challenger": "the best challenger (when the random walk is champion), not promoted",
+    "challenger_return": "the best challenger's forecast log return, for reference",
+    "feature_version": "version of the feature definitions the model was trained on",
+    "ood_score": "share of the features outside the central 99% of the training data",
+    "ood_flag": "ood_score above the settings' ood_threshold: an unusual input",
+    "live": "judged against the clock (a live source), not a snapshot",
+    "top_features": "top feature contributions (SHAP), as JSON",
+    "explained_by": "the model the contributions explain",
+    "vol_forecast": "forecast standard deviation of the horizon log return, from the volatility champion; "
+                    "empty without one",
+    "p_move_5": "probability that the absolute horizon return exceeds 5%; empty without a volatility champion",
+    "p_move_10": "probability that the absolute horizon return exceeds 10%; empty without a volatility champion",
+    "interval_method": "how the intervals were made: 'vol_conformal' (conformal on returns standardised by the "
+                       "volatility forecast), 'unconditional' (per-coin unconditional conformal), '' (the champion's "
+                       "own: conformal on returns scaled by vol_24)",
+    "kind": "forecast (live) or hindcast (walk-forward out-of-sample, from training)",
+    "regime": "the coin's market regime at made_at",
+    "validated": "the horizon has passed and the realised price is stored",
+    "actual_price": "close at made_at + horizon",
+    "actual_return": "realised log return over the horizon",
+    "abs_error": "absolute error of the forecast log return",
+    "rw_abs_error": "the random walk's absolute error on the same row (the size of the move)",
+    "direction_outcome": "the shown direction scored: right, wrong, flat (inside the dead band), or 'no call' "
+                         "(not counted in the hit rate)",
+    "inside_80": "the realised return fell inside the 80% interval",
+    "inside_95": "the realised return fell inside the 95% interval",
+}
+
+# %% ../nbs/10_inference.ipynb #6a1c0d02
+def direction_probability(classifier: ModelBundle | str | None,  # the direction champion (bundle or family); None: none
+                          p: np.ndarray,  # its P(up) per row (a constant baseline's: its constant)
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    "`(p_up, p_up_base_rate)` per row: a constant baseline's P(up) is a base rate, not a call."
+    p = np.asarray(p, dtype=float)
+    empty = np.full(p.shape, np.nan)
+    constant = classifier.is_constant if isinstance(classifier, ModelBundle) else classifier in CONSTANT_BASELINES
+    return (empty, p) if classifier is not None and constant else (p, empty)
+
+def call_direction(pred: np.ndarray,  # forecast log returns
+                   p_up: np.ndarray,  # P(up) per row; NaN: no classifier call
+                   p_up_base_rate: np.ndarray | float = np.nan,  # the majority baseline's P(up); NaN: none
+                   ) -> np.ndarray:
+    "The direction shown per row: 'up'/'down' from P(up); 'no call' beside a base rate; else the forecast's sign."
+    pred = np.asarray(pred, dtype=float)
+    p_up = np.broadcast_to(np.asarray(p_up, dtype=float), pred.shape)
+    base = np.broadcast_to(np.asarray(p_up_base_rate, dtype=float), pred.shape)
+    sign = np.where(pred > 0, "up", np.where(pred < 0, "down", NO_CALL))
+    return np.where(~np.isnan(p_up), np.where(p_up >= 0.5, "up", "down"), np.where(~np.isnan(base), NO_CALL, sign))
+
+# %% ../nbs/10_inference.ipynb #6a1c0d05
+def _finite(x: Any) -> float | None:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+def direction_text(f: Mapping[str, Any],  # a forecast row: direction, p_up, p_up_base_rate
+                   ) -> str:
+    "The direction as the command line shows it, with what its probability means."
+    p, base = _finite(f.get("p_up")), _finite(f.get("p_up_base_rate"))
+    if f.get("direction") in (NO_CALL, "none", "", None):
+        why = f"no classifier beat the base rate P(up) {base:.2f}" if base is not None else "a zero forecast"
+        return f"{NO_CALL} ({why})"
+    if p is None:
+        return f"{f['direction']} (the forecast's sign)"
+    return f"{f['direction']} (P(up move beyond the dead band) {p:.2f})"
+
+def risk_text(f: Mapping[str, Any],  # a forecast row: vol_forecast, p_move_5, p_move_10, interval_method
+              ) -> str:
+    "The volatility forecast, the large-move probabilities and the interval method; '' without them."
+    parts = []
+    if (vol := _finite(f.get("vol_forecast"))) is not None:
+        parts.append(f"vol ±{vol:.1%}")
+    for key, size in (("p_move_5", "5%"), ("p_move_10", "10%")):
+        if (p := _finite(f.get(key))) is not None:
+            parts.append(f"P(|move|>{size}) {p:.2f}")
+    if f.get("interval_method"):
+        parts.append(f"intervals: {f['interval_method']}")
+    return "  ".join(parts)
+
 # %% ../nbs/10_inference.ipynb #ea1aafe5
-def score_predictions(predictions: pd.DataFrame,  # coin, made_at, horizon, price, pred_return, lo/hi_80, lo/hi_95
+def score_predictions(predictions: pd.DataFrame,  # coin, made_at, horizon, price, pred_return, direction, lo/hi_80, lo/hi_95
                       prices: pd.DataFrame,  # coin, ts, close: the realised prices
                       dead_band: float,  # |return| below this is "flat"
                       ) -> pd.DataFrame:
@@ -44,10 +147,11 @@ def score_predictions(predictions: pd.DataFrame,  # coin, made_at, horizon, pric
     scored = predictions.drop(columns=[c for c in VALIDATION_COLUMNS if c in predictions]).assign(target_at=target)
     scored = scored.merge(realised, on=["coin", "target_at"], how="inner")
     actual = np.log(scored["actual_price"] / scored["price"])
-    predicted_up = scored["pred_return"] > 0
-    outcome = np.where(actual.abs() < dead_band, "flat",
-                       np.where(scored["pred_return"] == 0, "no_call",  # a zero forecast (the random walk) calls no side
-                                np.where((actual > 0) == predicted_up, "right", "wrong")))
+    shown = scored["direction"].astype(str).to_numpy()  # the direction displayed is the one scored
+    called = np.isin(shown, ["up", "down"])  # "no call" (and the older "none") calls no side
+    outcome = np.where(~called, NO_CALL,
+                       np.where(actual.abs().to_numpy() < dead_band, "flat",
+                                np.where((actual.to_numpy() > 0) == (shown == "up"), "right", "wrong")))
     return scored.drop(columns="target_at").assign(
         validated=True, actual_return=actual, abs_error=(actual - scored["pred_return"]).abs(), rw_abs_error=actual.abs(),
         direction_outcome=outcome,
@@ -86,35 +190,67 @@ class HorizonModels:
     horizon: int
     regression: ModelBundle  # the champion (perhaps the random walk)
     champion: dict[str, Any]  # the registry's description of it
-    classifier: ModelBundle | None = None  # the champion classifier, for P(up)
+    classifier: ModelBundle | None = None  # the direction champion (a classifier, or the majority baseline)
     challenger: ModelBundle | None = None  # the best challenger, shown when the random walk is champion
+    volatility: ModelBundle | None = None  # the volatility champion, for the risk columns
 
     @property
     def label(self) -> str:
         return f"{self.regression.name}@{self.regression.version}"
+
+Risk = Callable[[HorizonModels, pd.DataFrame], Mapping[str, Any]]  # (models, feature rows) -> risk columns
+RISK_COLUMNS = ("vol_forecast", "p_move_5", "p_move_10", "interval_method")
+_INTERVAL_COLUMNS = {"80": ("lo_80", "hi_80"), "95": ("lo_95", "hi_95")}
+
+def _load_optional(registry: Registry, horizon: int, task: str, what: str, without: str) -> ModelBundle | None:
+    try:
+        return registry.load_champion(horizon, task)
+    except ModelNotFoundError as err:  # none registered: served without it
+        log.info("no %s for %d h (%s): %s", what, horizon, without, err)
+        return None
 
 def _load_horizon(registry: Registry, horizon: int) -> HorizonModels:
     champion = registry.champion(horizon)
     if champion is None:
         raise ModelNotFoundError(f"no champion for the {horizon} h horizon: run `cryptosentinel train` first")
     models = HorizonModels(horizon, registry.load_champion(horizon), champion)
-    try:
-        models.classifier = registry.load_champion(horizon, "classification")
-    except RegistryError as err:  # no classifier champion: the direction comes from the forecast's sign
-        log.info("no direction classifier for %d h: %s", horizon, err)
+    models.classifier = _load_optional(registry, horizon, "classification", "direction champion",
+                                       "the forecast's sign gives the direction")
+    models.volatility = _load_optional(registry, horizon, "volatility", "volatility champion", "risk columns empty")
     best = champion.get("best_challenger") if champion.get("is_random_walk") else None
     if best:
         models.challenger = registry.load(best["name"], best["version"])
     return models
+
+def _risk_columns(risk: Risk | None, m: HorizonModels, X: pd.DataFrame,
+                  intervals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    "The risk function's columns, checked; replacement intervals go into `intervals`."
+    if risk is None:
+        return {}
+    out = dict(risk(m, X))
+    allowed = set(RISK_COLUMNS) | {c for pair in _INTERVAL_COLUMNS.values() for c in pair}
+    if unknown := sorted(set(out) - allowed):
+        raise ValueError(f"the risk function returned {unknown}; it may return {sorted(allowed)}")
+    for level, (lo, hi) in _INTERVAL_COLUMNS.items():
+        if (lo in out) != (hi in out):
+            raise ValueError(f"the risk function must return {lo} and {hi} together")
+        if lo in out:
+            intervals[level] = (np.asarray(out.pop(lo), dtype=float), np.asarray(out.pop(hi), dtype=float))
+    for name, values in [*out.items(), *((f"{k} interval", v[0]) for k, v in intervals.items())]:
+        if not isinstance(values, str) and np.ndim(values) and len(values) != len(X):
+            raise ValueError(f"the risk function's {name} has {len(values)} values for {len(X)} rows")
+    return out
 
 class Predictor:
     "The champions of every horizon, loaded once, and the guards around their forecasts."
     def __init__(self, registry: Registry,  # where the champions are
                  settings: Settings | None = None,
                  explain: Explain | None = None,  # top contributions per row (see `explain`)
+                 risk: Risk | None = None,  # the risk columns per horizon (volatility, event probabilities, intervals)
                  ):
         self.settings = settings or get_settings()
         self.explain = explain
+        self.risk = risk
         self.models = {h: _load_horizon(registry, h) for h in self.settings.horizons}
 
     def model_age_days(self, h: int, now: pd.Timestamp) -> float | None:
@@ -149,45 +285,48 @@ class Predictor:
     def _forecast(self, m: HorizonModels, X: pd.DataFrame, live: dict[str, bool]) -> pd.DataFrame:
         bundle = m.regression
         pred = bundle.predict(X)
-        lo80, hi80 = bundle.predict_interval(X, "80")
-        lo95, hi95 = bundle.predict_interval(X, "95")
-        p_up = m.classifier.predict(X) if m.classifier is not None else np.full(len(X), np.nan)
+        intervals = {level: bundle.predict_interval(X, level) for level in _INTERVAL_COLUMNS}
+        risk = _risk_columns(self.risk, m, X, intervals)
+        p = m.classifier.predict(X) if m.classifier is not None else np.full(len(X), np.nan)
+        p_up, base_rate = direction_probability(m.classifier, p)
         ranges = bundle.lineage.get("feature_ranges") or (m.challenger.lineage.get("feature_ranges") if m.challenger else None)
         ood = ood_score(X, ranges) if ranges else np.full(len(X), np.nan)
         challenger = m.challenger.predict(X) if m.challenger is not None else np.full(len(X), np.nan)
         explained = m.challenger if (bundle.is_constant and m.challenger is not None) else bundle
         top = self.explain(explained, X) if self.explain is not None else [[] for _ in range(len(X))]
         return forecast_rows(
-            X, m.horizon, pred, {"80": (lo80, hi80), "95": (lo95, hi95)}, p_up, m.label, "forecast",
+            X, m.horizon, pred, intervals, p_up, m.label, "forecast",
             is_random_walk=bool(m.champion.get("is_random_walk")),
             challenger=f"{m.challenger.name}@{m.challenger.version}" if m.challenger is not None else "",
             challenger_return=challenger, feature_version=bundle.feature_version,
             ood_score=ood, ood_flag=ood > self.settings.ood_threshold, live=[live.get(c, True) for c in X["coin"]],
-            top_features=[json.dumps(t) for t in top], explained_by=f"{explained.name}@{explained.version}")
+            top_features=[json.dumps(t) for t in top], explained_by=f"{explained.name}@{explained.version}",
+            p_up_base_rate=base_rate, **risk)
 
 # %% ../nbs/10_inference.ipynb #598d98bd
 _OPTIONAL_COLUMNS = {"is_random_walk": False, "challenger": "", "challenger_return": np.nan, "feature_version": "",
-                     "ood_score": np.nan, "ood_flag": False, "live": False, "top_features": "[]", "explained_by": ""}
+                     "ood_score": np.nan, "ood_flag": False, "live": False, "top_features": "[]", "explained_by": "",
+                     "vol_forecast": np.nan, "p_move_5": np.nan, "p_move_10": np.nan, "interval_method": "",
+                     "p_up_base_rate": np.nan}
 
 def forecast_rows(X: pd.DataFrame,  # coin, ts (the forecast's bar) and close, one row per forecast
                   horizon: int,
                   pred: np.ndarray,  # forecast log returns
                   intervals: dict[str, tuple[np.ndarray, np.ndarray]],  # level -> (lo, hi) log returns
-                  p_up: np.ndarray,  # P(up) per row; NaN without a classifier
+                  p_up: np.ndarray,  # P(up move beyond the dead band) per row; NaN without a classifier call
                   model: str,  # what made the forecasts, e.g. `xgb_reg@3`
                   kind: str,  # "forecast" or "hindcast"
-                  **columns: Any,  # any of `_OPTIONAL_COLUMNS`
+                  **columns: Any,  # any of `_OPTIONAL_COLUMNS` (`p_up_base_rate`: the majority baseline's P(up))
                   ) -> pd.DataFrame:
     "Prediction-history rows in the history's column layout."
     X = X.reset_index(drop=True)
     pred, p_up = np.asarray(pred, dtype=float), np.asarray(p_up, dtype=float)
-    sign = np.where(pred > 0, "up", np.where(pred < 0, "down", "none"))
     rows = {"coin": X["coin"], "made_at": X["ts"], "horizon": horizon, "price": X["close"],
             "pred_return": pred, "pred_price": X["close"] * np.exp(pred)}
     for level, (lo, hi) in intervals.items():
         rows |= {f"lo_{level}": np.asarray(lo, dtype=float), f"hi_{level}": np.asarray(hi, dtype=float)}
-    rows |= {"direction": np.where(np.isnan(p_up), sign, np.where(p_up >= 0.5, "up", "down")), "p_up": p_up,
-             "model": model}
+    base_rate = columns.get("p_up_base_rate", np.nan)
+    rows |= {"direction": call_direction(pred, p_up, base_rate), "p_up": p_up, "model": model}
     return pd.DataFrame(rows | _OPTIONAL_COLUMNS | columns | {"kind": kind, "regime": ""})
 
 # %% ../nbs/10_inference.ipynb #0683db30
@@ -201,16 +340,39 @@ def record_predictions(store: Any,  # a `cryptosentinel.store.Store`
     out = {}
     for h, rows in forecasts.groupby("horizon"):
         group = store.get_or_create_feature_group(predictions_group(int(h)))
+        stored = _stored_columns(store, group)
         known = store.read(group, coins=sorted(rows["coin"].unique()), start=rows["made_at"].min(),
-                           columns=["coin", "made_at"]) if _has_rows(store, group) else rows[["coin", "made_at"]].iloc[:0]
+                           columns=["coin", "made_at"]) if stored else rows[["coin", "made_at"]].iloc[:0]
         new = rows.merge(known, on=["coin", "made_at"], how="left", indicator=True)
         new = new[new["_merge"] == "left_only"].drop(columns="_merge").assign(**_EMPTY_VALIDATION)
+        if stored:
+            new = _fit_layout(new, stored, group.name)
         out[int(h)] = store.upsert(group, new).to_dict() if len(new) else {"inserted": 0, "updated": 0,
                                                                              "unchanged": len(rows)}
     return out
 
+def _stored_columns(store: Any, group: FeatureGroupSpec) -> list[str]:
+    "The columns of the group as stored ([]: nothing written yet)."
+    for g in store.feature_groups():
+        if g["name"] == group.name and g["columns"]:
+            return list(g["columns"])
+    return []
+
 def _has_rows(store: Any, group: FeatureGroupSpec) -> bool:
-    return any(g["name"] == group.name and g["columns"] for g in store.feature_groups())
+    return bool(_stored_columns(store, group))
+
+def _fit_layout(rows: pd.DataFrame, columns: list[str], group: str) -> pd.DataFrame:
+    "Rows in an existing group's layout: columns it lacks dropped (warned), columns the rows lack filled."
+    extra = [c for c in rows.columns if c not in columns]
+    if extra:
+        log.warning("%s was stored before columns %s existed and a store cannot add columns to a group: "
+                    "recording these forecasts without them", group, extra)
+    defaults = _OPTIONAL_COLUMNS | _EMPTY_VALIDATION | {"regime": ""}
+    missing = [c for c in columns if c not in rows.columns and c in defaults]
+    if missing:
+        log.warning("%s has columns %s that these forecasts lack: recording their defaults", group, missing)
+    rows = rows.assign(**{c: defaults[c] for c in missing})
+    return rows[[c for c in columns if c in rows.columns]]
 
 def validate_history(store: Any,  # a `cryptosentinel.store.Store`
                      horizon: int,

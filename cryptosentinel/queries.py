@@ -20,13 +20,13 @@ from .regimes import RegimeModel, current_regimes
 from .monitoring import drift_history
 from .notify import SEVERITIES
 from .alerts import open_alerts, predictions_group, stored_alerts
-from .inference import LIVE_SOURCES, prediction_status
+from .inference import LIVE_SOURCES, NO_CALL, PREDICTION_COLUMNS, prediction_status
 
 # %% auto #0
-__all__ = ['RUN_KINDS', 'NotFoundError', 'Record', 'CoinSummary', 'coins', 'PriceBar', 'price_history', 'Forecast',
-           'latest_forecasts', 'PredictionPage', 'prediction_history', 'ModelVersion', 'models', 'champions',
-           'Explanation', 'explanation', 'RegimeSpan', 'RegimeView', 'regime', 'DriftSummary', 'drift', 'AlertRecord',
-           'alerts', 'RunRecord', 'runs', 'StatusReport', 'status_report']
+__all__ = ['TASK_KEYS', 'RUN_KINDS', 'NotFoundError', 'Record', 'CoinSummary', 'coins', 'PriceBar', 'price_history', 'Forecast',
+           'latest_forecasts', 'PredictionPage', 'prediction_history', 'ModelVersion', 'models', 'model_listing',
+           'champions', 'Explanation', 'explanation', 'RegimeSpan', 'RegimeView', 'regime', 'DriftSummary', 'drift',
+           'AlertRecord', 'alerts', 'RunRecord', 'runs', 'StatusReport', 'status_report']
 
 # %% ../nbs/10a_queries.ipynb #c25f10a2
 class NotFoundError(CryptoSentinelError, LookupError):
@@ -106,21 +106,33 @@ def price_history(store: Store,  # reads `prices`
     return [PriceBar(**r) for r in bars[["ts", *_OHLCV]].to_dict("records")]
 
 # %% ../nbs/10a_queries.ipynb #e9b14b52
+def _doc(column: str, *default: Any) -> Any:
+    "A field described as the prediction history's column (`inference.PREDICTION_COLUMNS`)."
+    return Field(*default, description=PREDICTION_COLUMNS[column])
+
 class Forecast(Record):
-    coin: str
-    horizon: int
-    made_at: datetime = Field(description="the features' bar the forecast was made from (UTC)")
-    price: float = Field(description="close at made_at")
-    pred_return: float = Field(description="forecast log return over the horizon")
-    pred_price: float
-    lo_80: float
-    hi_80: float
-    lo_95: float
-    hi_95: float
-    model: str = Field(description="what made it, e.g. random_walk@3")
-    kind: str = Field(description="forecast (live) or hindcast (walk-forward, from training)")
-    top_features: list[dict[str, Any]] = []
-    validated: bool = False
+    coin: str = _doc("coin")
+    horizon: int = _doc("horizon")
+    made_at: datetime = _doc("made_at")
+    price: float = _doc("price")
+    pred_return: float = _doc("pred_return")
+    pred_price: float = _doc("pred_price")
+    lo_80: float = _doc("lo_80")
+    hi_80: float = _doc("hi_80")
+    lo_95: float = _doc("lo_95")
+    hi_95: float = _doc("hi_95")
+    direction: str = _doc("direction", NO_CALL)
+    p_up: float | None = _doc("p_up", None)
+    p_up_base_rate: float | None = _doc("p_up_base_rate", None)
+    vol_forecast: float | None = _doc("vol_forecast", None)
+    p_move_5: float | None = _doc("p_move_5", None)
+    p_move_10: float | None = _doc("p_move_10", None)
+    interval_method: str = _doc("interval_method", "")
+    model: str = _doc("model")
+    kind: str = _doc("kind")
+    top_features: list[dict[str, Any]] = Field([], description="top feature contributions (SHAP) to the forecast")
+    validated: bool = _doc("validated", False)
+    direction_outcome: str = _doc("direction_outcome", "")
 
 def _history(store: Store, horizon: int) -> pd.DataFrame:
     group = predictions_group(horizon)
@@ -132,6 +144,8 @@ def _forecast(row: dict[str, Any]) -> Forecast:
     row = json_safe(row)
     row["top_features"] = json.loads(row.get("top_features") or "[]")
     row["validated"] = bool(row.get("validated"))
+    if row.get("direction") in ("none", "", None):  # histories from before "no call" said "none"
+        row["direction"] = NO_CALL
     return Forecast(**row)
 
 def latest_forecasts(store: Store,  # reads the prediction history
@@ -209,9 +223,27 @@ def models(registry: Any,  # a `cryptosentinel.registry.Registry`
     "Every registered model version (newest first within a name), as the registry describes it."
     return [ModelVersion(**json_safe(v)) for v in registry.versions(name)]
 
+TASK_KEYS = {"volatility": "vol"}  # task -> prefix of its champions' keys beside the price models ("vol-24h")
+_LISTED_TASKS = ("regression", "classification")  # the registry's status lists these itself
+
+def model_listing(registry: Any,  # a `cryptosentinel.registry.Registry`
+                  ) -> dict[str, Any]:
+    "The registry's status, with the champion of every other task (volatility, ...) under `models`: `vol-24h`."
+    status = registry.status()
+    section = status.setdefault("models", {})
+    found = {(int(v["horizon"]), v["task"]) for v in registry.versions()
+             if v.get("task") not in _LISTED_TASKS and v.get("horizon") is not None}
+    for h, task in sorted(found):
+        key = f"{TASK_KEYS.get(task, task)}-{h}h"
+        if key not in section:  # a registry that lists the task itself keeps its entry
+            section[key] = registry.champion(h, task) or {
+                "horizon": h, "task": task, "name": None, "version": None,
+                "note": f"no {task} champion for {h}h yet: none passed the gate"}
+    return status
+
 def champions(registry: Any) -> dict[str, Any]:
     "The registry's status: champion per horizon and task, with key metrics and age."
-    return json_safe(registry.status())
+    return json_safe(model_listing(registry))
 
 # %% ../nbs/10a_queries.ipynb #5b6325a7
 class Explanation(Record):
@@ -352,6 +384,6 @@ def status_report(store: Store, registry: Any, settings: Settings | None = None)
     last_runs = {kind: [{**r["record"], "recorded_at": r["created_at"]} for r in store.runs(kind, limit=1)]
                  for kind in RUN_KINDS}
     return StatusReport(**json_safe({
-        "store": _store_status(store), "models": registry.status(),
+        "store": _store_status(store), "models": model_listing(registry),
         "predictions": prediction_status(store, settings.horizons), "drift": last_drift,
         "alerts": open_alerts(store, settings=settings), "runs": last_runs}))

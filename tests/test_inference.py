@@ -7,9 +7,10 @@ from builders import feature_frame, local_store, simulated_prices
 
 from cryptosentinel import inference
 from cryptosentinel import pipelines as steps
+from cryptosentinel.bundle import ModelIntegrityError
 from cryptosentinel.config import Settings
 from cryptosentinel.fitting import train_horizon
-from cryptosentinel.registry import ModelBundle
+from cryptosentinel.registry import ModelBundle, ModelNotFoundError
 from cryptosentinel.training import dead_band
 
 pytestmark = pytest.mark.model
@@ -17,8 +18,9 @@ pytestmark = pytest.mark.model
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
 
 
-def forecast(coin, pred, lo80=-0.01, hi80=0.03, lo95=-0.05, hi95=0.05, made_at=T0):
-    return {"coin": coin, "made_at": made_at, "horizon": 24, "price": 100.0, "pred_return": pred,
+def forecast(coin, pred, lo80=-0.01, hi80=0.03, lo95=-0.05, hi95=0.05, made_at=T0, direction=None):
+    shown = direction or ("up" if pred > 0 else "down" if pred < 0 else inference.NO_CALL)
+    return {"coin": coin, "made_at": made_at, "horizon": 24, "price": 100.0, "pred_return": pred, "direction": shown,
             "lo_80": lo80, "hi_80": hi80, "lo_95": lo95, "hi_95": hi95}
 
 
@@ -43,10 +45,11 @@ def test_validation_scores_hits_misses_flats_and_intervals():
 
 
 class FakeRegistry:
-    """Just what `Predictor` asks of a registry, with constant-free bundles built here."""
+    """Just what `Predictor` asks of a registry: the regression champion built here, and optionally the champion of
+    other tasks (`classification=bundle`, `volatility=bundle`, or an exception that loading it raises)."""
 
-    def __init__(self, bundle, created):
-        self.bundle, self.created = bundle, created
+    def __init__(self, bundle, created, **others):
+        self.bundle, self.created, self.others = bundle, created, others
 
     def champion(self, horizon, task="regression"):
         if task != "regression":
@@ -55,10 +58,14 @@ class FakeRegistry:
                 "created": self.created}
 
     def load_champion(self, horizon, task="regression"):
-        if task != "regression":
-            from cryptosentinel.registry import ModelNotFoundError
-            raise ModelNotFoundError("no classifier")
-        return self.bundle
+        if task == "regression":
+            return self.bundle
+        found = self.others.get(task)
+        if found is None:
+            raise ModelNotFoundError(f"no {task} champion")
+        if isinstance(found, Exception):
+            raise found
+        return found
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +145,131 @@ def test_hindcast_uses_no_data_from_after_each_prediction_time():
     # its intervals were calibrated on earlier folds only: widths are those folds' conformal quantiles
     assert (rows["hi_80"] > rows["pred_return"]).all() and (rows["hi_95"] >= rows["hi_80"]).all()
     assert set(rows["kind"]) == {"hindcast"} and not rows["live"].any()
+
+
+# --- issue 9: the direction shown is the one scored; risk columns -------------------------------------------------
+
+RW = ModelBundle("random_walk", 24, "regression", None, ["vol_24"], "v", constant=0.0, interval_scale="vol_24",
+                 interval_quantiles={"80": 1.0, "95": 2.0}, version=1)
+MAJORITY = ModelBundle("majority", 24, "classification", None, [], "v", constant=0.47, version=1)
+
+
+def up_classifier(p_up=0.8):
+    """A real (non-constant) classifier whose P(up) is `p_up` on every row."""
+    from sklearn.dummy import DummyClassifier
+    n_up = round(p_up * 10)
+    model = DummyClassifier(strategy="prior").fit(pd.DataFrame({"vol_24": np.zeros(10)}), [1] * n_up + [0] * (10 - n_up))
+    return ModelBundle("hgb_clf", 24, "classification", model, ["vol_24"], "v", version=2)
+
+
+def served_and_validated(tmp_path, **champions):
+    """Forecasts made 48 h before the end of a stored simulated history, recorded and validated."""
+    prices = simulated_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-02-20")
+    feats = feature_frame(prices, with_close=True)
+    made_at = feats["ts"].max() - pd.Timedelta(hours=48)
+    vectors = feats[feats["ts"] == made_at].reset_index(drop=True)
+    settings = Settings(_env_file=None, coins=["bitcoin", "ethereum"], horizons=[24])
+    predictor = inference.Predictor(FakeRegistry(RW, made_at.isoformat(), **champions), settings)
+    forecasts, refused = predictor.predict(vectors, live={"bitcoin": False, "ethereum": False}, now=made_at)
+    assert not refused
+    with local_store(tmp_path / "s.sqlite", prices=prices) as store:
+        inference.record_predictions(store, forecasts)
+        scored = inference.validate_history(store, 24, 0.0)  # no dead band: every move is up or down
+        status = inference.prediction_status(store, [24])
+    return forecasts, scored, status
+
+
+def test_no_call_is_shown_with_the_base_rate_and_never_scored_as_a_hit_or_miss(tmp_path):
+    forecasts, scored, status = served_and_validated(tmp_path, classification=MAJORITY)
+    assert set(forecasts["direction"]) == {inference.NO_CALL}  # not "down p=0.47"
+    assert forecasts["p_up"].isna().all() and (forecasts["p_up_base_rate"] == 0.47).all()
+    assert len(scored) == 2 and set(scored["direction_outcome"]) == {inference.NO_CALL}
+    assert status["horizons"]["24h"]["rolling"]["direction_accuracy"] is None  # nothing called: no hit rate
+    assert inference.direction_text(forecasts.iloc[0]) == "no call (no classifier beat the base rate P(up) 0.47)"
+
+
+def test_a_shown_up_is_scored_as_up_whatever_the_point_forecast(tmp_path):
+    forecasts, scored, _ = served_and_validated(tmp_path, classification=up_classifier(0.8))
+    assert (forecasts["pred_return"] == 0).all()  # the random walk calls nothing ...
+    assert set(forecasts["direction"]) == {"up"} and np.allclose(forecasts["p_up"], 0.8)  # ... the classifier does
+    assert forecasts["p_up_base_rate"].isna().all()
+    expected = np.where(scored["actual_return"] > 0, "right", "wrong")
+    assert list(scored["direction_outcome"]) == list(expected)
+
+
+def test_without_a_classifier_a_zero_forecast_makes_no_call(tmp_path):
+    forecasts, scored, _ = served_and_validated(tmp_path)
+    assert set(forecasts["direction"]) == {inference.NO_CALL} and forecasts["p_up_base_rate"].isna().all()
+    assert set(scored["direction_outcome"]) == {inference.NO_CALL}
+
+
+def test_score_predictions_uses_the_stored_direction_not_the_forecast_sign():
+    preds = pd.DataFrame([forecast("shown_up", -0.01, direction="up"), forecast("shown_down", 0.0, direction="down"),
+                          forecast("no_call", 0.03, direction=inference.NO_CALL),
+                          forecast("old_none", 0.0, direction="none")])  # histories written before "no call"
+    prices = pd.DataFrame([realised(c, 0.04) for c in preds["coin"]])
+    scored = inference.score_predictions(preds, prices, dead_band=0.0025).set_index("coin")["direction_outcome"]
+    assert scored.to_dict() == {"shown_up": "right", "shown_down": "wrong", "no_call": inference.NO_CALL,
+                                "old_none": inference.NO_CALL}
+
+
+def test_the_volatility_champion_is_loaded_and_the_risk_function_fills_the_risk_columns(vectors_and_bundle):
+    latest, bundle = vectors_and_bundle
+    vol = ModelBundle("ridge_reg", 24, "regression", None, [], "v", constant=1e-4, version=7)  # a stand-in
+    seen = {}
+
+    def risk(m, X):
+        seen["volatility"] = m.volatility
+        sd = np.full(len(X), 0.03)
+        return {"vol_forecast": sd, "p_move_5": np.full(len(X), 0.2), "p_move_10": np.full(len(X), 0.02),
+                "interval_method": "vol_conformal", "lo_80": -sd, "hi_80": sd, "lo_95": -2 * sd, "hi_95": 2 * sd}
+
+    settings = Settings(_env_file=None, coins=["bitcoin", "ethereum"], horizons=[24])
+    now = latest["ts"].max()
+    predictor = inference.Predictor(FakeRegistry(bundle, now.isoformat(), volatility=vol), settings, risk=risk)
+    assert predictor.models[24].volatility is vol
+    forecasts, _ = predictor.predict(latest, live={"bitcoin": True, "ethereum": True}, now=now)
+    assert seen["volatility"] is vol
+    assert np.allclose(forecasts["vol_forecast"], 0.03) and np.allclose(forecasts["p_move_5"], 0.2)
+    assert np.allclose(forecasts["hi_80"], 0.03) and np.allclose(forecasts["lo_95"], -0.06)  # replaced intervals
+    assert set(forecasts["interval_method"]) == {"vol_conformal"}
+    assert inference.risk_text(forecasts.iloc[0]) == ("vol ±3.0%  P(|move|>5%) 0.20  P(|move|>10%) 0.02  "
+                                                      "intervals: vol_conformal")
+
+
+def test_without_a_volatility_champion_the_risk_columns_stay_empty_and_other_registry_errors_propagate(
+        vectors_and_bundle, caplog):
+    latest, bundle = vectors_and_bundle
+    settings = Settings(_env_file=None, coins=["bitcoin", "ethereum"], horizons=[24])
+    now = latest["ts"].max()
+    with caplog.at_level("INFO", logger="cryptosentinel.inference"):
+        predictor = inference.Predictor(FakeRegistry(bundle, now.isoformat()), settings)
+    assert predictor.models[24].volatility is None and "no volatility champion for 24 h" in caplog.text
+    forecasts, _ = predictor.predict(latest, live={"bitcoin": True, "ethereum": True}, now=now)
+    assert forecasts[["vol_forecast", "p_move_5", "p_move_10", "p_up_base_rate"]].isna().all().all()
+    assert set(forecasts["interval_method"]) == {""}
+    with pytest.raises(ModelIntegrityError):  # a corrupted champion is refused, not skipped
+        inference.Predictor(FakeRegistry(bundle, now.isoformat(), volatility=ModelIntegrityError("bad checksum")),
+                            settings)
+    bad = inference.Predictor(FakeRegistry(bundle, now.isoformat()), settings, risk=lambda m, X: {"lo_80": [0.0]})
+    with pytest.raises(ValueError, match="lo_80 and hi_80 together"):
+        bad.predict(latest, live={"bitcoin": True, "ethereum": True}, now=now)
+
+
+def test_new_columns_are_recorded_in_a_new_history_and_left_out_of_an_older_one(tmp_path, caplog):
+    X = pd.DataFrame({"coin": ["bitcoin"], "ts": [T0], "close": [100.0]})
+    ivals = {"80": ([-0.01], [0.01]), "95": ([-0.02], [0.02])}
+    rows = inference.forecast_rows(X, 24, [0.0], ivals, [np.nan], "random_walk@1", "forecast",
+                                   vol_forecast=[0.02], p_move_5=[0.1], p_move_10=[0.01], interval_method="vol_conformal")
+    with local_store(tmp_path / "new.sqlite") as store:
+        inference.record_predictions(store, rows)
+        stored = store.read("predictions_h24")
+        assert stored.loc[0, "vol_forecast"] == 0.02 and stored.loc[0, "interval_method"] == "vol_conformal"
+    old_layout = rows.drop(columns=[*inference.RISK_COLUMNS, "p_up_base_rate"])
+    with local_store(tmp_path / "old.sqlite") as store:
+        inference.record_predictions(store, old_layout)  # a history written before the risk columns
+        later = rows.assign(made_at=T0 + pd.Timedelta(hours=1))
+        with caplog.at_level("WARNING", logger="cryptosentinel.inference"):
+            assert inference.record_predictions(store, later)[24]["inserted"] == 1
+        assert "vol_forecast" in caplog.text and "cannot add columns" in caplog.text
+        assert len(store.read("predictions_h24")) == 2
