@@ -22,7 +22,7 @@ from .config import CryptoSentinelError
 from .util import json_safe
 
 # %% auto #0
-__all__ = ['Task', 'MODEL_FAMILIES', 'CONSTANT_BASELINES', 'BUNDLE_FILE', 'TRUSTED_MODULES', 'ModelInputError',
+__all__ = ['Task', 'TASKS', 'MODEL_FAMILIES', 'CONSTANT_BASELINES', 'BUNDLE_FILE', 'TRUSTED_MODULES', 'ModelInputError',
            'MissingFeatureError', 'RegistryError', 'ModelIntegrityError', 'register_family', 'registered_name',
            'ModelBundle', 'key_metrics', 'flatten_metrics', 'sha256_file', 'save_bundle', 'verify_files', 'load_bundle',
            'code_version']
@@ -41,20 +41,23 @@ class ModelIntegrityError(RegistryError):
     "An artifact is missing, corrupted or modified, or holds types we do not trust: it is refused."
 
 # %% ../nbs/04c_bundle.ipynb #110c2e6d
-Task = Literal["regression", "classification"]
+Task = Literal["regression", "classification", "volatility"]
+TASKS = ("regression", "classification", "volatility")
 
 MODEL_FAMILIES: dict[str, str] = {}  # family -> task; filled by register_family where each family is defined
-CONSTANT_BASELINES = ("random_walk", "hist_mean", "majority")  # baselines with no estimator
+CONSTANT_BASELINES = ("random_walk", "hist_mean", "majority",  # baselines with no estimator (price) ...
+                      "unconditional", "ewma", "vol_168")  # ... and the volatility baselines
 _FAMILY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 def register_family(name: str,  # a lower-case identifier, e.g. `xgb_reg`
-                    task: str,  # "regression" or "classification"
+                    task: str,  # "regression", "classification" or "volatility"
                     ) -> str:
     "Add a model family to `MODEL_FAMILIES`; answer its name."
     if not isinstance(name, str) or not _FAMILY_RE.match(name):
         raise RegistryError(f"model family {name!r} is not a lower-case identifier (letters, digits, _)")
-    if task not in ("regression", "classification"):
-        raise RegistryError(f"model family {name}: task must be 'regression' or 'classification', got {task!r}")
+    if task not in TASKS:
+        raise RegistryError(f"model family {name}: task must be 'regression', 'classification' or 'volatility', "
+                            f"got {task!r}")
     if MODEL_FAMILIES.get(name, task) != task:
         raise RegistryError(f"model family {name} is already registered as {MODEL_FAMILIES[name]}, not {task}")
     MODEL_FAMILIES[name] = task
@@ -91,6 +94,7 @@ class ModelBundle:
     version: int | None = None  # set by the registry
     status: str | None = None  # "champion" or "challenger" (set by the registry)
     reason: str | None = None  # why it was (not) promoted
+    variance: dict = field(default_factory=dict, repr=False)  # volatility only: bias, column, multiplier, by_coin
 
     def __post_init__(self):
         problems = []
@@ -100,13 +104,18 @@ class ModelBundle:
             problems.append(f"horizon must be a positive number of hours, got {self.horizon!r}")
         else:
             self.horizon = int(self.horizon)
-        if self.task not in ("regression", "classification"):
-            problems.append(f"task must be 'regression' or 'classification', got {self.task!r}")
+        if self.task not in TASKS:
+            problems.append(f"task must be 'regression', 'classification' or 'volatility', got {self.task!r}")
         self.feature_names = [str(c) for c in (self.feature_names or [])]
         dupes = sorted({c for c in self.feature_names if self.feature_names.count(c) > 1})
         if dupes:
             problems.append(f"feature_names repeats {dupes}")
-        if (self.estimator is None) == (self.constant is None):
+        self.variance = dict(self.variance or {})
+        if self.task == "volatility":
+            problems += self._variance_problems()
+        elif self.variance:
+            problems.append(f"only a volatility bundle has `variance` parameters; this is a {self.task} bundle")
+        if (self.estimator is None) == (self.constant is None) and not self.variance.get("column"):
             problems.append("a bundle holds either a fitted estimator or a constant (baselines), not "
                             + ("neither" if self.estimator is None else "both"))
         if self.constant is not None:
@@ -115,6 +124,8 @@ class ModelBundle:
                 problems.append(f"constant must be a finite number, got {self.constant!r}")
             elif self.task == "classification" and not 0.0 <= constant <= 1.0:
                 problems.append(f"a classifier's constant is P(up), in [0, 1]; got {constant}")
+            elif self.task == "volatility" and not constant > 0:
+                problems.append(f"a volatility baseline's constant is a variance, > 0; got {constant}")
             else:
                 self.constant = constant
         quantiles: dict[str, float] = {}
@@ -131,6 +142,57 @@ class ModelBundle:
             raise RegistryError(f"bad model bundle {self.name!r}: " + "; ".join(problems))
         self.metrics = dict(self.metrics or {})
         self.lineage = dict(self.lineage or {})
+
+    def _variance_problems(self) -> list[str]:
+        "What is wrong with a volatility bundle's `variance` parameters (normalised in place)."
+        v, problems = self.variance, []
+        unknown = sorted(set(v) - {"bias", "column", "multiplier", "by_coin"})
+        if unknown:
+            problems.append(f"unknown variance parameters {unknown}")
+        if self.estimator is not None:
+            bias = _finite(v.get("bias", 1.0))
+            if bias is None or bias <= 0:
+                problems.append(f"variance bias must be a finite number > 0, got {v.get('bias')!r}")
+            else:
+                v["bias"] = bias
+            if v.get("column") or v.get("by_coin"):
+                problems.append("a fitted volatility model takes no baseline column or per-coin variances")
+        if v.get("column") is not None:
+            mult = _finite(v.get("multiplier", 1.0))
+            if not isinstance(v["column"], str) or mult is None or mult <= 0:
+                problems.append(f"a column baseline needs a column name and a multiplier > 0, got {v['column']!r}, "
+                                f"{v.get('multiplier')!r}")
+            else:
+                v["multiplier"] = mult
+            if self.constant is not None or v.get("by_coin"):
+                problems.append("a column baseline takes no constant and no per-coin variances")
+        by_coin = {}
+        for coin, value in dict(v.get("by_coin") or {}).items():
+            if (x := _finite(value)) is None or x <= 0:
+                problems.append(f"per-coin variance of {coin!r} must be a finite number > 0, got {value!r}")
+            else:
+                by_coin[str(coin)] = x
+        if "by_coin" in v:
+            v["by_coin"] = by_coin
+        return problems
+
+    def _predict_variance(self, X: pd.DataFrame) -> np.ndarray:
+        "Volatility task: the forecast realised variance over the horizon, one value per row."
+        v = self.variance
+        if v.get("column"):
+            self._check_frame(X, (v["column"],))
+            return X[v["column"]].to_numpy(dtype=float, na_value=np.nan) * v["multiplier"]
+        if self.estimator is None:
+            if not v.get("by_coin"):
+                return np.full(len(X), float(self.constant), dtype=float)  # type: ignore[arg-type]
+            self._check_frame(X, ("coin",))
+            return X["coin"].map(v["by_coin"]).astype(float).fillna(float(self.constant)).to_numpy()  # type: ignore[arg-type]
+        data = X[self.feature_names].to_numpy(dtype=float, na_value=np.nan)
+        out = np.full(len(X), np.nan)
+        ok = np.isfinite(data).all(axis=1)
+        if ok.any():
+            out[ok] = np.exp(np.asarray(self.estimator.predict(data[ok]), dtype=float).reshape(-1)) * v["bias"]
+        return out
 
     @property
     def registered_name(self) -> str:
@@ -162,8 +224,10 @@ class ModelBundle:
 
     def predict(self, X: pd.DataFrame,  # features, one row per (coin, ts); needs `feature_names`
                 ) -> np.ndarray:
-        "Forward log return (regression) or P(up) (classification), one value per row."
+        "Forward log return (regression), P(up) (classification) or realised variance (volatility), one value per row."
         self._check_frame(X)
+        if self.task == "volatility":
+            return self._predict_variance(X)
         if self.estimator is None:
             return np.full(len(X), float(self.constant), dtype=float)  # type: ignore[arg-type]
         if len(X) == 0:
@@ -181,7 +245,8 @@ class ModelBundle:
         "Lower and upper bound of the forward log return: point ± q * scale."
         level = str(level)
         if self.task != "regression":
-            raise ModelInputError(f"{self.registered_name} is a classifier (P(up)); intervals are for regression models")
+            what = "a classifier (P(up))" if self.task == "classification" else "a volatility model (a variance)"
+            raise ModelInputError(f"{self.registered_name} is {what}; intervals are for regression models")
         if level not in self.interval_quantiles:
             raise ModelInputError(f"{self.registered_name} has no {level}% interval; "
                                   f"calibrated levels: {sorted(self.interval_quantiles)}")
@@ -198,7 +263,9 @@ class ModelBundle:
                 "estimator": None if self.estimator is None else _class_path(self.estimator),
                 "constant": self.constant, "features": len(self.feature_names),
                 "feature_version": self.feature_version, "interval_scale": self.interval_scale,
-                "interval_levels": sorted(self.interval_quantiles), "key_metrics": key_metrics(self.metrics)}
+                "interval_levels": sorted(self.interval_quantiles), "key_metrics": key_metrics(self.metrics),
+                **({"variance": {k: v for k, v in self.variance.items() if k != "by_coin"}}
+                   if self.task == "volatility" else {})}
 
 # %% ../nbs/04c_bundle.ipynb #ac0aa28c
 _NOT_METRICS = ("version", "horizon", "constant")  # numbers in a metrics tree that are not scores
@@ -328,6 +395,7 @@ def save_bundle(bundle: ModelBundle,  # what to write
         (directory / "input_example.json").write_text(example.to_json(orient="split", index=False))
         files["input_example.json"] = sha256_file(directory / "input_example.json")
     meta = {"schema_version": 1, **{k: getattr(bundle, k) for k in _BUNDLE_FIELDS},
+            **({"variance": bundle.variance} if bundle.variance else {}),  # volatility bundles only
             "format": fmt, "files": dict(files), "libraries": _library_versions()}
     try:
         text = json.dumps(json_safe(meta, strict=True), indent=1, sort_keys=True)
@@ -390,7 +458,7 @@ def load_bundle(directory: Path | str,  # where the artifacts are
             raise ModelIntegrityError(f"{what}: unknown artifact format {kind!r}")
     except _artifact_errors() as exc:
         raise RegistryError(f"{what}: cannot read its {kind} artifact: {type(exc).__name__}: {exc}") from exc
-    fields = {k: meta[k] for k in _BUNDLE_FIELDS if k in meta}
+    fields = {k: meta[k] for k in (*_BUNDLE_FIELDS, "variance") if k in meta}
     return ModelBundle(estimator=estimator, **fields)
 
 # %% ../nbs/04c_bundle.ipynb #a85ca791
