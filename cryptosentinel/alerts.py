@@ -19,13 +19,14 @@ from .features import FEATURE_NAMES, RETURN_WINDOWS
 from .monitoring import DriftReport, label_features, record_drift, run_drift
 from .notify import SEVERITIES, Alert, Notifier
 from .store import PRICES, FeatureGroupSpec, Staleness, Store, features_group
+from .training import coverage_tests
 from .util import json_safe, to_utc, utc_now
 
 # %% auto #0
-__all__ = ['log', 'PERFORMANCE_COLUMNS', 'DRIFT_REFERENCE', 'DRIFT_CURRENT', 'DRIFT_EVERY', 'predictions_group',
-           'validated_predictions', 'rolling_skill', 'Breach', 'check_performance', 'record_performance',
-           'evaluate_alerts', 'stored_alerts', 'raise_alerts', 'open_alerts', 'drift_due', 'drift_since_training',
-           'watch']
+__all__ = ['log', 'PERFORMANCE_COLUMNS', 'DAY', 'DRIFT_REFERENCE', 'DRIFT_CURRENT', 'DRIFT_EVERY', 'predictions_group',
+           'validated_predictions', 'rolling_skill', 'Breach', 'daily_forecasts', 'check_performance',
+           'record_performance', 'evaluate_alerts', 'stored_alerts', 'raise_alerts', 'open_alerts', 'drift_due',
+           'drift_since_training', 'watch']
 
 # %% ../nbs/09b_alerts.ipynb #9b000006
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def rolling_skill(validated: pd.DataFrame,  # scored predictions: made_at, abs_e
 # %% ../nbs/09b_alerts.ipynb #73d11088
 PERFORMANCE_COLUMNS = ("coin", "made_at", "horizon", "model_version", "abs_error", "rw_abs_error",
                        "inside_80", "inside_95")
+DAY = pd.Timedelta(hours=24)  # one independent forecast per coin per day (or per horizon, when longer)
 
 @dataclass(frozen=True)
 class Breach:
@@ -83,18 +85,52 @@ class Breach:
     horizon: int
     model_version: str
     value: float  # relative MAE, or observed coverage
-    threshold: float  # the limit it crossed
-    n: int  # validated predictions looked at
+    threshold: float  # skill: the limit 1 + tolerance; coverage: the nominal level
+    n: int  # non-overlapping (daily) validated forecasts looked at
     message: str
     retrain_recommended: bool = True
+    coin: str | None = None  # the coin judged (None: every coin at once, as a former rule did)
+    pvalue: float | None = None  # Kupiec p-value of a coverage breach
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))
 
+def daily_forecasts(validated: pd.DataFrame, # one coin's (or several coins') forecasts: coin, made_at
+                    horizon: int, # hours ahead
+                   ) -> pd.DataFrame:
+    "Non-overlapping forecasts per coin: from the newest back, one every max(horizon, 24 h)."
+    step = max(pd.Timedelta(hours=int(horizon)), DAY).value
+    keep = np.zeros(len(validated), dtype=bool)
+    t_all = pd.DatetimeIndex(pd.to_datetime(validated["made_at"], utc=True)).as_unit("ns").asi8
+    for idx in validated.groupby("coin", sort=False).indices.values():
+        order = idx[np.argsort(t_all[idx], kind="stable")][::-1]  # newest first
+        last = None
+        for i in order:
+            if last is None or t_all[i] <= last - step:
+                keep[i], last = True, t_all[i]
+    return validated[keep].sort_values(["coin", "made_at"], kind="stable")
+
+def _coverage_breach(inside: pd.Series, nominal: int, horizon: int, champion: str, coin: str, days: float,
+                     ms: MonitoringSettings) -> Breach | None:
+    "The Kupiec verdict on one coin's daily interval outcomes at one level (None: no breach or too few)."
+    inside = inside.dropna().astype(bool)
+    if len(inside) < ms.skill_min_predictions:
+        return None
+    test = coverage_tests(inside.to_numpy(), nominal / 100)
+    p, n, misses = float(test.kupiec_pvalue), int(test.n), int(test.misses)
+    rate = 1 - misses / n
+    if not p < ms.coverage_pvalue:
+        return None
+    side = "too narrow" if rate < nominal / 100 else "too wide"
+    return Breach(f"interval_coverage_{nominal}", int(horizon), champion, rate, nominal / 100, n,
+                  f"{coin}: model {champion} ({horizon} h) {nominal}% intervals covered {rate:.0%} of {n} daily "
+                  f"outcomes over {days:g} days ({side}; Kupiec p={p:.2g} < {ms.coverage_pvalue:g})",
+                  coin=coin, pvalue=p)
+
 def check_performance(validated: pd.DataFrame, # validated predictions: PERFORMANCE_COLUMNS
                       settings: Settings | None = None, # thresholds: `settings.monitoring`; default `get_settings()`
                      ) -> list[Breach]:
-    "Skill against the random walk and interval coverage of each horizon's newest model version."
+    "Per coin, over the last `performance_window_days`: the champion's skill against the random walk and Kupiec coverage."
     ms = (settings or get_settings()).monitoring
     missing = [c for c in PERFORMANCE_COLUMNS if c not in validated.columns]
     if missing:
@@ -102,30 +138,32 @@ def check_performance(validated: pd.DataFrame, # validated predictions: PERFORMA
     breaches: list[Breach] = []
     df = validated.assign(made_at=pd.to_datetime(validated["made_at"], utc=True),
                           model_version=validated["model_version"].astype(str))
+    df = df[df["abs_error"].notna() & df["rw_abs_error"].notna()]
+    window, days = pd.Timedelta(days=ms.performance_window_days), ms.performance_window_days
     for horizon, g in df.groupby("horizon", sort=True):
         champion = str(g.sort_values("made_at", kind="stable")["model_version"].iloc[-1])
-        skill = rolling_skill(g[g["model_version"] == champion], ms.skill_window, by=("horizon",))
-        n = int(skill["n"].iloc[0]) if len(skill) else 0
-        if n < ms.skill_min_predictions:
-            log.info("horizon %s, model %s: %d validated predictions, fewer than %d: no verdict", horizon, champion,
-                     n, ms.skill_min_predictions)
-            continue
-        r = skill.iloc[0]
-        ratio = float(r["mase"]) if r["rw_mae"] > 0 else math.inf
-        limit = 1 + ms.skill_tolerance
-        if ratio > limit:
-            breaches.append(Breach("model_skill", int(horizon), champion, ratio, limit, n,
-                                   f"model {champion} ({horizon} h) has {ratio:.2f} times the random walk's error "
-                                   f"over its last {n} validated predictions (limit {limit:.2f})"))
-        for nominal in (80, 95):
-            known = int(r[f"n_{nominal}"])
-            if known < ms.skill_min_predictions:
+        mine = g[g["model_version"] == champion]
+        recent = mine[mine["made_at"] > mine["made_at"].max() - window]
+        daily = daily_forecasts(recent, int(horizon))
+        skill = rolling_skill(recent, len(recent), by=("coin",)).set_index("coin")
+        for coin, d in daily.groupby("coin", sort=True):
+            n = len(d)
+            if n < ms.skill_min_predictions:
+                log.info("%s, horizon %s, model %s: %d daily forecasts in %g days, fewer than %d: no verdict",
+                         coin, horizon, champion, n, days, ms.skill_min_predictions)
                 continue
-            cover, floor = float(r[f"coverage_{nominal}"]), nominal / 100 - ms.coverage_tolerance
-            if cover < floor:
-                breaches.append(Breach(f"interval_coverage_{nominal}", int(horizon), champion, cover, floor,
-                                       known, f"model {champion} ({horizon} h): {nominal}% intervals cover "
-                                       f"{cover:.0%} of {known} outcomes (floor {floor:.0%})"))
+            r = skill.loc[coin]
+            ratio = float(r["mase"]) if r["rw_mae"] > 0 else math.inf
+            limit = 1 + ms.skill_tolerance
+            if ratio > limit:
+                breaches.append(Breach("model_skill", int(horizon), champion, ratio, limit, n,
+                                       f"{coin}: model {champion} ({horizon} h) has {ratio:.2f} times the random "
+                                       f"walk's error over its {int(r['n'])} validated forecasts of the last "
+                                       f"{days:g} days ({n} daily; limit {limit:.2f})", coin=str(coin)))
+            for nominal in (80, 95):
+                b = _coverage_breach(d[f"inside_{nominal}"], nominal, int(horizon), champion, str(coin), days, ms)
+                if b is not None:
+                    breaches.append(b)
     return breaches
 
 def record_performance(store: Store, # run log
@@ -137,7 +175,7 @@ def record_performance(store: Store, # run log
     recommended = any(b.retrain_recommended for b in breaches)
     record = {"breaches": [b.to_dict() for b in breaches], "retrain_recommended": recommended,
               "retrain_on_breach": ms.retrain_on_breach, "retrain": recommended and ms.retrain_on_breach,
-              "checked_at": utc_now().isoformat()}
+              "window_days": ms.performance_window_days, "checked_at": utc_now().isoformat()}
     store.record_run("performance", record)
     return record
 
@@ -232,9 +270,10 @@ def evaluate_alerts(prices: pd.DataFrame | None, # raw prices (for staleness whe
                              "multivariate_auc": drift.multivariate_score, "label_drift": drift.label_drift_score,
                              "html_path": drift.html_path}, now))
     for b in skill or ():
-        alerts.append(Alert(b.rule, "warning", None, b.message,
+        alerts.append(Alert(b.rule, "warning", b.coin, b.message,
                             {"horizon": b.horizon, "model_version": b.model_version, "value": b.value,
-                             "threshold": b.threshold, "n": b.n, "retrain_recommended": b.retrain_recommended}, now))
+                             "threshold": b.threshold, "n": b.n, "pvalue": b.pvalue,
+                             "retrain_recommended": b.retrain_recommended}, now))
     for coin, hours in sorted(_staleness_ages(prices, staleness, now).items()):
         sev = _graded(hours, ms.stale_data_hours, ms.stale_data_critical_hours)
         if sev:

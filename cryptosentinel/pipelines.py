@@ -17,25 +17,26 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, Settings, get_settings
 from .util import json_safe
-from .features import (FEATURE_NAMES, FEATURE_VERSION, MAX_GAP, SERVING_HISTORY_BARS, WARMUP_BARS,
+from .features import (FEATURE_NAMES, FEATURE_VERSION, SERVING_HISTORY_BARS, WARMUP_BARS,
                                      build_features, history_start, validate_features)
 from .ingest import GRANULARITIES, last_full_bar, validate_prices
 from .coingecko import CoinGeckoClient
 from .sources import load_prices
 from .store import PRICES, Store, UpsertResult, features_group
-from .training import dead_band
+from .training import Fold, dead_band
 from .fitting import TrainingRun, last_fold_forecasts, train_horizon
 from .registry import TASK_GATES, Registry, gate_run
 from .explain_outputs import Explanations, explain_models, lime_check
-from .regimes import fit_regimes
+from .regimes import RegimeModel, fit_regimes
 from .regime_outputs import latest_regimes
 from .monitoring import integrity_gate
 from .alerts import watch
 from . import inference
 
 # %% auto #0
-__all__ = ['log', 'BACKFILL_CHUNK', 'FREE_HISTORY', 'TABLE_COLUMNS', 'ingest_to_store', 'update_features', 'resolve_source',
-           'backfill_windows', 'backfill', 'training_view', 'hindcast', 'train', 'predict', 'retrain_if_breached']
+__all__ = ['log', 'BACKFILL_CHUNK', 'FREE_HISTORY', 'TABLE_COLUMNS', 'TRACK_RECORD', 'ingest_to_store', 'max_gap',
+           'update_features', 'resolve_source', 'backfill_windows', 'backfill', 'training_view', 'hindcast',
+           'hindcast_regimes', 'train', 'predict', 'retrain_if_breached']
 
 # %% ../nbs/11_pipelines.ipynb #be056275
 log = logging.getLogger(__name__)
@@ -79,7 +80,12 @@ def _changed_rows(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
         differs |= ~np.isclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)
     return new[differs]
 
-def _recompute_from(store: Store, group: Any, coins: list[str], market: list[str]) -> pd.Timestamp | None:
+def max_gap(settings: Settings) -> pd.Timedelta:
+    "The longest gap in a coin's bars that its feature windows may span (`Settings.max_gap_hours`)."
+    return pd.Timedelta(hours=settings.max_gap_hours)
+
+def _recompute_from(store: Store, group: Any, coins: list[str], market: list[str],
+                    gap: pd.Timedelta) -> pd.Timestamp | None:
     "Where to start reading prices so new feature rows equal a full recomputation (None: read everything)."
     newest = store.latest(group, coins=coins, columns=["coin", "ts"])
     if not set(newest["coin"]) >= set(coins):  # a coin without features yet: compute it from the start
@@ -88,8 +94,8 @@ def _recompute_from(store: Store, group: Any, coins: list[str], market: list[str
     granularity = store.latest(PRICES, coins=coins, columns=["coin", "granularity"])["granularity"].iloc[0]
     look = first - 4 * SERVING_HISTORY_BARS * GRANULARITIES[granularity]  # bar times enough for the usual case
     bars = store.read(PRICES, coins=market, start=look, end=first, columns=["coin", "ts", "granularity"])
-    start = history_start(bars, first)
-    return start if start > look + MAX_GAP else None  # else the history has long gaps: read it all
+    start = history_start(bars, first, max_gap=gap)
+    return start if start > look + gap else None  # else the history has long gaps: read it all
 
 def update_features(store: Store,  # reads `prices`, writes `features`
                     coins: Iterable[str] | None = None,  # default: the settings' coins
@@ -102,11 +108,12 @@ def update_features(store: Store,  # reads `prices`, writes `features`
     coins = list(coins or settings.coins)
     group = features_group(store)
     market = sorted({*settings.coins, *coins})  # market features come from every coin present at a bar
-    start = None if full else _recompute_from(store, group, coins, market)
+    gap = max_gap(settings)
+    start = None if full else _recompute_from(store, group, coins, market, gap)
     prices = store.read(PRICES, coins=market, start=start)
     if prices.empty:
         raise ConfigError(f"no prices stored for {coins}: run `cryptosentinel ingest` first")
-    built = build_features(prices)
+    built = build_features(prices, max_gap=gap)
     built = built[built["coin"].isin(coins)]
     old = store.read(group, coins=coins, start=built["ts"].min()) if len(built) else built.iloc[:0]
     rows = _changed_rows(built, old)
@@ -114,7 +121,7 @@ def update_features(store: Store,  # reads `prices`, writes `features`
               else UpsertResult(0, 0, len(built)))  # nothing new or changed: nothing to check or write
     run = {"feature_version": FEATURE_VERSION, "group_version": group.version, "coins": coins, "full": full,
            "computed": len(built), "store": result.to_dict(), "warmup_bars": WARMUP_BARS,
-           "duration_s": round(time.perf_counter() - started, 3)}
+           "max_gap_hours": settings.max_gap_hours, "duration_s": round(time.perf_counter() - started, 3)}
     store.record_run("features", run)
     log.info("features v%s: %d computed, %s", FEATURE_VERSION, len(built), result.to_dict())
     return run
@@ -204,6 +211,8 @@ def training_view(store: Store) -> Any:
     "The feature view that training and evaluation read: features joined with the close, point in time."
     return store.get_or_create_feature_view("training", 1, features_group(store), join=(PRICES.name, ["close"]))
 
+TRACK_RECORD = "walk-forward out-of-sample from the last training fold"  # what the seeded history is
+
 def hindcast(run: TrainingRun,  # the walk-forward run
              family: str,  # the champion's family
              classifier: str | None = None,  # the champion classifier's family, for P(up)
@@ -214,8 +223,18 @@ def hindcast(run: TrainingRun,  # the walk-forward run
                                    "hindcast", is_random_walk=family == "random_walk",
                                    feature_version=run.bundles[family].feature_version)
 
-def _seed_history(store: Store, registry: Registry, run: TrainingRun, labels: pd.DataFrame) -> dict[str, Any]:
-    "Hindcast into an empty prediction history of the run's horizon, label regimes, then validate it."
+def hindcast_regimes(frame: pd.DataFrame,  # the feature rows the run was trained on (coin, ts, features)
+                     run: TrainingRun,  # the walk-forward run: its last fold's test start bounds the regime fit
+                     seed: int = 42,
+                     ) -> tuple[pd.DataFrame, RegimeModel]:
+    "Regime labels of the last fold's rows from a regime model fitted only on rows before that fold's test start."
+    start = Fold.from_dict(run.lineage["folds"][-1]).test_start
+    model = fit_regimes(frame, seed=seed, end=start - pd.Timedelta(1, "ns"))  # `end` is inclusive
+    return model.label(frame[frame["ts"] >= start]), model
+
+def _seed_history(store: Store, registry: Registry, run: TrainingRun, frame: pd.DataFrame,
+                  seed: int) -> dict[str, Any]:
+    "Hindcast into an empty prediction history of the run's horizon, label regimes causally, then validate it."
     h = run.horizon
     if inference.prediction_status(store, [h])["rows"]:
         return {"seeded": 0, "reason": "history not empty"}
@@ -224,11 +243,14 @@ def _seed_history(store: Store, registry: Registry, run: TrainingRun, labels: pd
     family = champion["family"] if champion else "random_walk"
     clf = classifier["family"] if classifier and classifier["family"] in run.predictions else None
     rows = hindcast(run, family, clf)
+    labels, regimes = hindcast_regimes(frame, run, seed)
     regime = labels.set_index(["coin", "ts"])["regime"]
     rows["regime"] = regime.reindex(pd.MultiIndex.from_frame(rows[["coin", "made_at"]])).fillna("").to_numpy()
     inference.record_predictions(store, rows)
     scored = inference.validate_history(store, h, dead_band(h))
-    return {"seeded": len(rows), "validated": len(scored), "model": f"{family} (walk-forward)"}
+    return {"seeded": len(rows), "validated": len(scored), "model": f"{family} (walk-forward)",
+            "track_record": TRACK_RECORD, "from": rows["made_at"].min().isoformat(),
+            "regimes_fit_window": regimes.fit_window}
 
 def train(store: Store,  # reads the training view; writes run records and the prediction history
           registry: Registry,  # where the models go
@@ -250,7 +272,8 @@ def train(store: Store,  # reads the training view; writes run records and the p
     ranges = inference.feature_ranges(frame[FEATURE_NAMES])
     regime_model = fit_regimes(frame, seed=settings.seed)
     store.record_run("regimes", regime_model.to_dict())
-    out: dict[str, Any] = {"coins": coins, "rows": len(frame), "horizons": {}, "regimes": regime_model.names}
+    out: dict[str, Any] = {"coins": coins, "rows": len(frame), "horizons": {}, "regimes": regime_model.names,
+                           "track_record": TRACK_RECORD}
     for h in horizons or settings.horizons:
         run = train_horizon(frame, h, seed=settings.seed, n_folds=n_folds, progress=progress)
         for b in run.bundles.values():
@@ -259,11 +282,12 @@ def train(store: Store,  # reads the training view; writes run records and the p
         gates = {task: gate_run(registry, run, task, notebook_path) for task in TASK_GATES}
         table = run.table[[c for c in TABLE_COLUMNS if c in run.table]].reset_index()
         out["horizons"][f"{h}h"] = {"table": json_safe(table.to_dict("records")), "gates": gates,
-                                    "hindcast": _seed_history(store, registry, run, regime_model.label(frame)),
+                                    "hindcast": _seed_history(store, registry, run, frame, settings.seed),
                                     "summary": run.summary(), "figures": figures}
     out["duration_s"] = round(time.perf_counter() - started, 3)
     store.record_run("train", {k: v for k, v in out.items() if k != "horizons"} |
-                     {"gates": {h: v["gates"] for h, v in out["horizons"].items()}})
+                     {"gates": {h: v["gates"] for h, v in out["horizons"].items()},
+                      "hindcast": {h: v["hindcast"] for h, v in out["horizons"].items()}})
     return out
 
 # %% ../nbs/11_pipelines.ipynb #d5d575f4

@@ -11,6 +11,7 @@ from builders import feature_frame, simulated_prices
 from cryptosentinel.alerts import (
     Breach,
     check_performance,
+    daily_forecasts,
     evaluate_alerts,
     open_alerts,
     predictions_group,
@@ -181,47 +182,111 @@ def test_open_alerts_status(store, ms):
         "open": 0, "by_severity": {"info": 0, "warning": 0, "critical": 0}, "latest": []}
 
 
-# --- performance checks -----------------------------------------------------------------------------------
+# --- performance checks: per coin, over the last `performance_window_days`, Kupiec on daily forecasts ----------
 
-def validated(error_ratio=0.8, cover80=0.8, cover95=0.95, n=240, version="v3", horizon=24, seed=0,
-              start="2024-03-01") -> pd.DataFrame:
+COINS = ("bitcoin", "ethereum", "solana")
+
+
+def validated(error_ratio=0.8, cover80=0.8, cover95=0.95, days=40, version="v3", horizon=24, seed=0,
+              start="2024-03-01", coins=COINS, bad_coin=None) -> pd.DataFrame:
+    """Hourly validated forecasts of every coin over `days`; intervals hold on exactly `cover` of the days (each
+    hour of a day alike, in random order). With `bad_coin`, only that coin has the given ratio and coverage."""
     rng = np.random.default_rng(seed)
-    rw = np.abs(rng.normal(0, 0.03, n)) + 1e-4
-    return pd.DataFrame({"coin": rng.choice(["bitcoin", "ethereum"], n), "horizon": horizon, "model_version": version,
-                         "made_at": pd.date_range(start, periods=n, freq="h", tz="UTC"),
-                         "abs_error": rw * error_ratio, "rw_abs_error": rw,
-                         "inside_80": rng.random(n) < cover80, "inside_95": rng.random(n) < cover95})
+    frames = []
+    for coin in coins:
+        n = days * 24
+        rw = np.abs(rng.normal(0, 0.03, n)) + 1e-4
+        r, c80, c95 = (error_ratio, cover80, cover95) if bad_coin in (None, coin) else (0.9, 0.8, 0.95)
+        frames.append(pd.DataFrame({
+            "coin": coin, "horizon": horizon, "model_version": version,
+            "made_at": pd.date_range(start, periods=n, freq="h", tz="UTC"), "abs_error": rw * r, "rw_abs_error": rw,
+            "inside_80": np.repeat(rng.permutation(np.arange(days) < round(c80 * days)), 24),
+            "inside_95": np.repeat(rng.permutation(np.arange(days) < round(c95 * days)), 24)}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def test_good_model_no_breach(ms):
     assert check_performance(validated(), ms) == []
 
 
-def test_bad_model_breaches(ms):
+def test_bad_model_breaches_on_every_coin(ms):
     breaches = check_performance(validated(error_ratio=1.3, cover80=0.5, cover95=0.7), ms)
-    by_rule = {b.rule: b for b in breaches}
-    assert set(by_rule) == {"model_skill", "interval_coverage_80", "interval_coverage_95"}
-    skill = by_rule["model_skill"]
+    assert {(b.rule, b.coin) for b in breaches} == {(r, c) for c in COINS for r in
+                                                    ("model_skill", "interval_coverage_80", "interval_coverage_95")}
+    skill = next(b for b in breaches if b.rule == "model_skill")
     assert math.isclose(skill.value, 1.3) and math.isclose(skill.threshold, 1 + ms.monitoring.skill_tolerance)
-    assert skill.n == ms.monitoring.skill_window and skill.model_version == "v3" and skill.horizon == 24
+    assert skill.n == 30 and skill.model_version == "v3" and skill.horizon == 24  # 30 days: 30 daily forecasts
     assert all(b.retrain_recommended for b in breaches)
-    assert by_rule["interval_coverage_80"].value < 0.8 - ms.monitoring.coverage_tolerance
+    cover = next(b for b in breaches if b.rule == "interval_coverage_80")
+    assert cover.threshold == 0.8 and cover.value < 0.6 and cover.pvalue < ms.monitoring.coverage_pvalue
+    assert cover.coin in cover.message and "80%" in cover.message and "n=" not in cover.message
+    assert f"of {cover.n} daily outcomes" in cover.message and "Kupiec p=" in cover.message
 
 
-def test_only_the_champion_and_recent_rows_count(ms):
-    old_bad = validated(error_ratio=2.0, version="v2", start="2024-01-01")
+def test_one_coin_with_bad_coverage_breaches_alone(ms):
+    """Per-coin judgement: solana's 80% intervals cover half of its last 30 days, the other coins are calibrated."""
+    frame = validated(error_ratio=0.9, cover80=0.5, cover95=0.95, days=30, bad_coin="solana")
+    breaches = check_performance(frame, ms)
+    assert [(b.rule, b.coin) for b in breaches] == [("interval_coverage_80", "solana")]
+    (b,) = breaches
+    assert b.n == 30 and b.value == 0.5 and b.pvalue < 0.01
+    alerts = evaluate_alerts(None, None, skill=breaches, now=T0, settings=ms)
+    assert fired(alerts) == {("interval_coverage_80", "solana", "warning")}
+    assert alerts[0].values["pvalue"] == b.pvalue
+
+
+def test_coverage_breaches_at_the_kupiec_threshold(ms):
+    """30 daily outcomes at 80%: 18 inside (Kupiec p ~ 0.012) passes at p < 0.01, 17 inside (p ~ 0.004) breaches;
+    a looser `coverage_pvalue` of 0.05 flags 18 too; 30 of 30 (too wide, p ~ 0.0003) breaches as well."""
+    from cryptosentinel.training import coverage_tests
+
+    def frame(inside_days: int) -> pd.DataFrame:
+        f = validated(days=30, coins=("bitcoin",))
+        day = (f["made_at"] - f["made_at"].min()).dt.days
+        return f.assign(inside_80=day.isin(range(inside_days)), inside_95=True)
+
+    for k in (17, 18, 30):
+        p = coverage_tests(np.arange(30) < k, 0.8).kupiec_pvalue
+        assert (p < 0.01) is (k != 18), (k, p)
+        # inside_95 is 30 of 30 at 95%: Kupiec p ~ 0.08, no breach
+        assert [b.rule for b in check_performance(frame(k), ms)] == ([] if k == 18 else ["interval_coverage_80"])
+    loose = thresholds(coverage_pvalue=0.05)
+    assert [b.rule for b in check_performance(frame(18), loose)] == ["interval_coverage_80"]
+    (wide,) = check_performance(frame(30), ms)
+    assert wide.value == 1.0 and "too wide" in wide.message
+
+
+def test_only_the_champion_and_the_window_count(ms):
+    old_bad = validated(error_ratio=2.0, cover80=0.3, version="v2", start="2024-01-01")
     new_good = validated(error_ratio=0.9, version="v3", start="2024-03-01")
     assert check_performance(pd.concat([old_bad, new_good]), ms) == []
-    # the last `skill_window` rows decide: a model that got worse recently breaches
-    drift = pd.concat([validated(0.5, n=400, seed=1), validated(1.5, n=200, seed=2, start="2024-04-01")])
+    # the last `performance_window_days` decide: a model that got worse over the last 30 days breaches
+    drift = pd.concat([validated(0.5, days=60, seed=1), validated(1.5, days=30, seed=2, start="2024-04-30")])
     assert {b.rule for b in check_performance(drift, ms)} == {"model_skill"}
+    # ... and rows older than the window do not: 30 bad days followed by 31 good ones
+    recovered = pd.concat([validated(1.5, days=30, seed=1), validated(0.9, days=31, seed=2, start="2024-03-31")])
+    assert check_performance(recovered, ms) == []
     # each horizon is judged on its own
     two = pd.concat([validated(0.9, horizon=24), validated(1.4, horizon=1, seed=3)])
-    assert [(b.rule, b.horizon) for b in check_performance(two, ms)] == [("model_skill", 1)]
+    assert {(b.rule, b.horizon) for b in check_performance(two, ms)} == {("model_skill", 1)}
 
 
-def test_too_few_predictions_no_verdict(ms):
-    assert check_performance(validated(error_ratio=3.0, n=ms.monitoring.skill_min_predictions - 1), ms) == []
+def test_too_few_forecasts_no_verdict(ms):
+    """Fewer than `skill_min_predictions` daily (non-overlapping) forecasts per coin: no verdict, however bad;
+    20 days of hourly forecasts are 480 rows per coin but only 20 independent ones."""
+    assert check_performance(validated(error_ratio=3.0, cover80=0.2, cover95=0.3, days=20), ms) == []
+    assert check_performance(validated(error_ratio=3.0, days=20), thresholds(skill_min_predictions=20))
+    # a week-ahead horizon has one independent forecast a week: 30 days never reach a verdict
+    assert check_performance(validated(error_ratio=3.0, cover80=0.2, horizon=168, days=40), ms) == []
+
+
+def test_daily_forecasts_do_not_overlap():
+    f = validated(days=3, coins=("bitcoin", "ethereum"))
+    daily = daily_forecasts(f.iloc[:-5], 24)  # ethereum's newest 5 hours missing
+    assert daily.groupby("coin").size().to_dict() == {"bitcoin": 3, "ethereum": 3}
+    assert (daily.groupby("coin")["made_at"].diff().dropna() >= pd.Timedelta(hours=24)).all()
+    assert set(daily[daily.coin == "ethereum"]["made_at"].dt.hour) == {18}  # anchored at its newest forecast
+    assert len(daily_forecasts(validated(days=30, coins=("bitcoin",)), 168)) == 5  # one every 7 days
 
 
 def test_performance_refuses_missing_columns(ms):
@@ -249,7 +314,7 @@ def test_injected_settings_win_over_the_environment(store, monkeypatch):
     get_settings.cache_clear()
     assert get_settings().monitoring.retrain_on_breach is True
     breaches = check_performance(validated(error_ratio=1.3), given)
-    assert [b.rule for b in breaches] == ["model_skill"]
+    assert {b.rule for b in breaches} == {"model_skill"} and len(breaches) == len(COINS)
     assert check_performance(validated(error_ratio=1.3)) == []  # the process settings: tolerance 5
     assert record_performance(store, breaches, given)["retrain"] is False
 
@@ -262,14 +327,15 @@ def test_unknown_move_window_is_a_config_error():
 
 
 def test_rolling_skill_is_what_check_performance_judges(ms):
-    """One computation: the breach's value is the champion's MASE from `rolling_skill` over the same window."""
-    frame = validated(error_ratio=1.3, n=300)
-    skill = rolling_skill(frame, window=ms.monitoring.skill_window, by=("horizon",)).iloc[0]
+    """One computation: the breach's value is the coin's relative MAE from `rolling_skill` over the same window."""
+    frame = validated(error_ratio=1.3, days=45, coins=("bitcoin",))
+    recent = frame[frame["made_at"] > frame["made_at"].max() - pd.Timedelta(days=30)]
+    skill = rolling_skill(recent, window=len(recent), by=("coin",)).iloc[0]
     (breach,) = [b for b in check_performance(frame, ms) if b.rule == "model_skill"]
-    assert math.isclose(breach.value, skill["mase"]) and breach.n == skill["n"] == ms.monitoring.skill_window
+    assert math.isclose(breach.value, skill["mase"]) and skill["n"] == 30 * 24 and breach.n == 30
     # rows without both errors are left out, by both
     holes = frame.assign(abs_error=frame["abs_error"].where(frame.index % 10 != 0))
-    assert rolling_skill(holes, window=10_000, by=("horizon",))["n"].iloc[0] == 270
+    assert rolling_skill(holes, window=10_000, by=("coin",))["n"].iloc[0] == 45 * 24 - 108
 
 
 # --- the monitoring pass after a prediction run -------------------------------------------------------------

@@ -299,3 +299,31 @@ def test_max_gap_default_and_version():
     assert F.FEATURE_CODE_VERSION == "2"
     with pytest.raises(ValueError, match="non-negative"):
         build_features(make_prices(bars=10), max_gap=pd.Timedelta(hours=-1))
+
+
+# --- the gap limit is a setting of the pipeline ---------------------------------------------------------------
+
+def test_the_pipeline_takes_the_gap_limit_from_settings(tmp_path, prices, ts):
+    """`Settings.max_gap_hours` decides, in `update_features`, whether a 30-hour outage restarts the warm-up;
+    an incremental update with the same setting equals the full recomputation."""
+    from builders import local_store
+
+    from cryptosentinel import pipelines as steps
+    from cryptosentinel.config import Settings
+    from cryptosentinel.store import PRICES, features_group
+
+    holed = drop(prices, "bitcoin", ts[WARMUP_BARS + 300], 30)
+    cut = ts[BARS - 100]
+    for hours, restarts in ((24.0, True), (48.0, False)):
+        settings = Settings(_env_file=None, data_dir=tmp_path / str(hours), coins=list(COINS), max_gap_hours=hours)
+        with local_store(tmp_path / f"{hours}.sqlite", holed[holed.ts < cut]) as store:
+            steps.update_features(store, settings=settings)
+            store.upsert(PRICES, holed[holed.ts >= cut])
+            run = steps.update_features(store, settings=settings)
+            assert run["max_gap_hours"] == hours
+            stored = store.read(features_group(store)).sort_values(["coin", "ts"]).reset_index(drop=True)
+        full = build_features(holed, max_gap=pd.Timedelta(hours=hours)).sort_values(["coin", "ts"])
+        pd.testing.assert_frame_equal(stored[full.columns], full.reset_index(drop=True), check_dtype=False,
+                                      rtol=1e-9, atol=1e-12)
+        btc = stored[stored.coin == "bitcoin"]
+        assert (len(btc) == BARS - WARMUP_BARS - 30 - WARMUP_BARS) is restarts

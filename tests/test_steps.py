@@ -144,3 +144,85 @@ def test_incremental_update_after_a_gap_misses_no_rows(store):
     stored = store.read(features_group(store), coins=COINS)
     full = build_features(store.read(PRICES, coins=COINS))
     assert len(stored) == len(full)
+
+
+# --- the hindcast (issue 9, item 7): purged calibration, causal regimes, what the record says ------------------
+
+H = 24
+
+
+@pytest.fixture(scope="module")
+def hindcast_frame():
+    from builders import feature_frame, simulated_prices
+    return feature_frame(simulated_prices(COINS, "2024-01-01", "2024-04-15", seed=5), with_close=True)
+
+
+@pytest.fixture(scope="module")
+def baseline_run(hindcast_frame):
+    from cryptosentinel.fitting import train_horizon
+    return train_horizon(hindcast_frame, H, n_folds=3, models=[])
+
+
+def _last_start(run) -> pd.Timestamp:
+    return pd.Timestamp(run.lineage["folds"][-1]["test_start"])
+
+
+def test_hindcast_calibration_is_purged_as_training_is(baseline_run):
+    """Rows of earlier folds whose label window reaches the last fold (t + horizon >= its test start) do not
+    calibrate the hindcast's intervals: poisoning their outcomes changes no interval; poisoning an earlier
+    row does (so the test can see a leak)."""
+    import copy
+
+    import numpy as np
+    run = copy.copy(baseline_run)
+    p = baseline_run.predictions
+    start = _last_start(run)
+    reaching = (p["fold"] < p["fold"].max()) & (p["ts"] + H * pd.Timedelta(hours=1) >= start)
+    assert reaching.sum() == len(COINS) * H  # the last horizon of the previous fold, every coin
+    clean = steps.hindcast(run, "random_walk")
+    run.predictions = p.assign(y_ret=np.where(reaching, 1e3 * p["scale"], p["y_ret"]))
+    poisoned = steps.hindcast(run, "random_walk")
+    for col in ("lo_80", "hi_80", "lo_95", "hi_95"):
+        np.testing.assert_array_equal(poisoned[col].to_numpy(), clean[col].to_numpy())
+    assert (clean["made_at"] >= start).all()
+    earlier = (p["fold"] < p["fold"].max()) & ~reaching
+    run.predictions = p.assign(y_ret=np.where(earlier, 1e3 * p["scale"], p["y_ret"]))
+    assert (steps.hindcast(run, "random_walk")["hi_80"] > 10 * clean["hi_80"]).all()
+
+
+def test_hindcast_regimes_are_causal(hindcast_frame, baseline_run):
+    """The hindcast's regime model sees only rows before the last fold's test start: changing the data after
+    that start changes neither the model nor the label of any row whose own features did not change."""
+    start = _last_start(baseline_run)
+    labels, model = steps.hindcast_regimes(hindcast_frame, baseline_run)
+    assert pd.Timestamp(model.fit_window["end"]) < start
+    assert labels["ts"].min() >= start and len(labels) == (hindcast_frame["ts"] >= start).sum()
+    late = hindcast_frame["ts"] >= start + (hindcast_frame["ts"].max() - start) / 2
+    vol = [c for c in hindcast_frame.columns if c.startswith("vol_")]
+    changed = hindcast_frame.copy()
+    changed.loc[late, vol] = changed.loc[late, vol] * 5  # a wild second half of the last fold
+    again, model2 = steps.hindcast_regimes(changed, baseline_run)
+    assert model2.to_dict() == model.to_dict()
+    keep = ~late[hindcast_frame["ts"] >= start].to_numpy()
+    pd.testing.assert_frame_equal(again[keep], labels[keep])
+    # the model fitted on the whole frame (what labels live forecasts) does see those rows
+    from cryptosentinel.regimes import fit_regimes
+    assert fit_regimes(changed, seed=42).to_dict()["centres"] != fit_regimes(hindcast_frame, seed=42).to_dict()["centres"]
+
+
+@pytest.mark.model
+def test_train_seeds_a_causally_labelled_hindcast_and_says_what_it_is(store, tmp_path):
+    from cryptosentinel.config import Settings
+    from cryptosentinel.registry_mlflow import LocalRegistry
+    settings = Settings(_env_file=None, data_dir=tmp_path, coins=COINS, horizons=[H])
+    steps.ingest_to_store(store, "synthetic", start="2024-01-01", end="2024-03-20", settings=settings)
+    steps.update_features(store, settings=settings)
+    out = steps.train(store, LocalRegistry.from_settings(settings), settings=settings, n_folds=2)
+    seeded = out["horizons"][f"{H}h"]["hindcast"]
+    assert seeded["seeded"] > 0 and seeded["track_record"] == steps.TRACK_RECORD
+    assert "walk-forward out-of-sample from the last training fold" in steps.TRACK_RECORD
+    assert pd.Timestamp(seeded["regimes_fit_window"]["end"]) < pd.Timestamp(seeded["from"])
+    record = store.runs("train")[0]["record"]
+    assert record["track_record"] == steps.TRACK_RECORD and record["hindcast"][f"{H}h"]["seeded"] == seeded["seeded"]
+    rows = store.read(store.get_or_create_feature_group(steps.inference.predictions_group(H)))
+    assert set(rows["kind"]) == {"hindcast"} and rows["model"].str.contains("@walk-forward-fold-").all()
