@@ -13,20 +13,22 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
 from .bundle import (CONSTANT_BASELINES, ModelBundle, ModelIntegrityError, RegistryError, code_version,
                                    load_bundle, registered_name, verify_files)
-from .util import utc_now
+from . import training
+from .util import json_safe, utc_now
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LOWER_IS_BETTER', 'HIGHER_IS_BETTER', 'TASK_GATES', 'ModelNotFoundError', 'GateError', 'Registry',
-           'metric_direction', 'champion_alias', 'GateDecision', 'promote', 'gate_run']
+__all__ = ['log', 'LOWER_IS_BETTER', 'HIGHER_IS_BETTER', 'GATE_ALPHA', 'GATE_MIN_IMPROVEMENT', 'GATE_FOLD_SHARE', 'TASK_GATES',
+           'ModelNotFoundError', 'GateError', 'Registry', 'metric_direction', 'champion_alias', 'GateDecision',
+           'promote', 'TaskGate', 'GateTest', 'gate_tests', 'gate_run']
 
 # %% ../nbs/06_registry.ipynb #98d14893
 class ModelNotFoundError(RegistryError, LookupError):
@@ -56,7 +58,7 @@ class Registry(Protocol):
 
 # %% ../nbs/06_registry.ipynb #1bb1b218
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "mse", "mape", "smape", "mase", "brier", "log_loss", "logloss",
-                             "pinball", "crps", "interval_score"})
+                             "pinball", "crps", "interval_score", "absolute_error", "qlike", "relative_mae"})
 HIGHER_IS_BETTER = frozenset({"accuracy", "balanced_accuracy", "auc", "roc_auc", "f1", "r2", "hit_rate",
                               "direction_accuracy", "directional_accuracy", "precision", "recall"})
 
@@ -69,8 +71,11 @@ def metric_direction(metric: str) -> str:
     raise GateError(f"unknown metric {metric!r}: pass direction='min' or 'max'")
 
 def champion_alias(horizon: int, task: str = "regression") -> str:
-    "The champion's alias: `champion-24h` (regression), `champion-clf-24h` (classification)."
-    return f"champion-{int(horizon)}h" if task == "regression" else f"champion-clf-{int(horizon)}h"
+    "The champion's alias: `champion-24h` (regression), `champion-clf-24h` (classification), `champion-vol-24h`."
+    prefix = {"regression": "champion", "classification": "champion-clf", "volatility": "champion-vol"}
+    if task not in prefix:
+        raise GateError(f"unknown task {task!r}: one of {sorted(prefix)}")
+    return f"{prefix[task]}-{int(horizon)}h"
 
 # %% ../nbs/06_registry.ipynb #a45e93d9
 class _RegistryBase:
@@ -314,6 +319,10 @@ class _RegistryBase:
                                              "note": f"no champion for {h}h yet: run training"}
             if section or task == "regression":
                 out[key] = section
+        for h in sorted({r["horizon"] for r in records if r["task"] == "volatility"}):  # beside the price champions
+            out["models"][f"vol-{h}h"] = self.champion(h, "volatility") or {
+                "horizon": h, "task": "volatility", "name": None, "version": None,
+                "note": f"no volatility champion for {h}h yet: run training"}
         out["registered_models"] = len({r["name"] for r in records})
         out["model_versions"] = len(records)
         return out
@@ -336,6 +345,18 @@ class GateDecision:
     champion_before: dict | None  # {"name", "version"} before the gate
     champion_after: dict | None  # {"name", "version"} after the gate
     reason: str
+    # the loss-based gate of a training run (`gate_run`) fills these; `promote` leaves them None
+    improvement: float | None = None  # 1 - loss / baseline loss
+    dm_stat: float | None = None  # Diebold-Mariano statistic of the loss differential
+    p_value: float | None = None  # one-sided DM p-value
+    p_holm: float | None = None  # Holm-adjusted across the run's candidates
+    folds_won: int | None = None  # folds with a lower mean loss than the baseline
+    folds_needed: int | None = None
+    n_folds: int | None = None
+    n: int | None = None  # timestamps tested
+    n_rows: int | None = None  # rows tested
+    passed: bool | None = None  # passed the gate against the baseline
+    candidates: dict | None = None  # every candidate of the run: its `GateTest` as a dict
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -441,34 +462,216 @@ def promote(registry: Registry,  # where to register and promote
                         None if after is None else {"name": after["name"], "version": after["version"]}, reason)
 
 # %% ../nbs/06_registry.ipynb #92a8ea0b
-TASK_GATES = {"regression": ("random_walk", "mae"), "classification": ("majority", "brier")}  # task: (baseline, metric)
+GATE_ALPHA = 0.05  # a candidate's Holm-adjusted one-sided Diebold-Mariano p must be below this (5% test)
+GATE_MIN_IMPROVEMENT = 0.01  # and its mean loss at least 1% below the baseline's: 1 - L_candidate / L_baseline
+GATE_FOLD_SHARE = 0.75  # and lower than the baseline's in at least ceil(0.75 * n_folds) folds: 3 of 4
+
+class TaskGate(NamedTuple):
+    "How a task is gated: its baselines (the best of them is the gate's baseline) and the target column."
+    baselines: tuple[str, ...]
+    target: str  # column of `run.predictions` with the realised value
+
+TASK_GATES: dict[str, TaskGate] = {  # the loss of each task is `training.TASK_LOSS[task]`
+    "regression": TaskGate(("random_walk",), "y_ret"),
+    "classification": TaskGate(("majority",), "y_ret"),  # scored on the up outcome beyond the run's dead band
+    "volatility": TaskGate(("unconditional", "ewma", "vol_168"), "rv"),
+}
+
+@dataclass
+class GateTest:
+    "One candidate against the gate's baseline on the run's out-of-sample rows (losses averaged per timestamp)."
+    name: str  # the candidate's family
+    baseline: str  # the gate's baseline (for volatility the best of the run's baselines)
+    loss: float  # mean loss of the candidate
+    baseline_loss: float  # mean loss of the baseline on the same rows
+    improvement: float  # 1 - loss / baseline_loss
+    dm_stat: float  # Diebold-Mariano statistic (negative: the candidate's loss is lower)
+    p_value: float  # one-sided DM p-value (H1: the candidate is more accurate)
+    p_holm: float  # Holm-adjusted across the run's candidates of the task
+    folds_won: int  # folds where the candidate's mean loss is lower than the baseline's
+    folds_needed: int
+    n_folds: int
+    n: int  # timestamps tested
+    n_rows: int  # rows (coin x timestamp) tested
+    passed: bool = False
+    reason: str = ""
+
+def _task_gate(task: str) -> TaskGate:
+    if task not in TASK_GATES:
+        raise GateError(f"unknown task {task!r}: one of {sorted(TASK_GATES)}")
+    return TASK_GATES[task]
+
+def _is_baseline(bundle: Any, gate: TaskGate) -> bool:
+    return bundle.name in gate.baselines or bundle.name in CONSTANT_BASELINES or bool(bundle.is_constant)
+
+def _losses(run: Any, task: str, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    "Per-row losses of `names` on the run's out-of-sample rows, the rows' timestamps (int64 ns) and folds."
+    p, target = run.predictions, _task_gate(task).target
+    missing = [c for c in ["ts", "fold", target, *names] if c not in p.columns]
+    if missing:
+        raise GateError(f"the {run.horizon}h {task} run's predictions lack columns {missing}; they have "
+                        f"{list(p.columns)}: train again so every bundle has its out-of-sample forecasts")
+    y = p[target].to_numpy(dtype=float, na_value=np.nan)
+    band = float(run.lineage["dead_band"]) if task == "classification" else None  # Brier on rows that moved
+    ts_ns = pd.DatetimeIndex(p["ts"]).as_unit("ns").asi8
+    losses = {n: np.asarray(training.task_loss(task, y, p[n].to_numpy(dtype=float, na_value=np.nan), band=band),
+                            float) for n in names}
+    return losses, ts_ns, p["fold"].to_numpy(dtype=np.int64)
+
+def _paired(a: np.ndarray, b: np.ndarray, ts_ns: np.ndarray,
+            fold: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    "Per-timestamp mean losses of a and b on the rows both score, the fold of each timestamp, the row count."
+    m = np.isfinite(a) & np.isfinite(b)
+    _, first = np.unique(ts_ns[m], return_index=True)
+    return (training._time_mean(a[m], ts_ns[m]), training._time_mean(b[m], ts_ns[m]), fold[m][first],
+            int(m.sum()))
+
+def _verdict(t: GateTest, alpha: float, min_improvement: float, k: int) -> tuple[bool, str]:
+    "Whether a candidate passes, and which tests it failed, in words."
+    fails = []
+    if not t.p_holm < alpha:
+        fails.append(f"its loss is not significantly lower than the {t.baseline}'s (one-sided Diebold-Mariano "
+                     f"p {t.p_value:.3g}, {t.p_holm:.3g} after the Holm correction across {k} candidate{'s' * (k != 1)}; "
+                     f"needs < {alpha:g})")
+    if not t.improvement >= min_improvement:
+        fails.append(f"it improves on the {t.baseline} by {t.improvement:.2%}, less than the {min_improvement:.0%} "
+                     "required" if t.improvement >= 0 else f"its loss is {-t.improvement:.2%} higher than the "
+                     f"{t.baseline}'s (it must be at least {min_improvement:.0%} lower)")
+    if t.folds_won < t.folds_needed:
+        fails.append(f"its loss is lower than the {t.baseline}'s in only {t.folds_won} of {t.n_folds} folds "
+                     f"({t.folds_needed} needed)")
+    if fails:
+        return False, f"{t.name} does not beat the {t.baseline} at the gate: " + "; ".join(fails)
+    return True, (f"{t.name} passes the gate: loss {t.improvement:.1%} below the {t.baseline}'s (DM p "
+                  f"{t.p_value:.2g}, Holm {t.p_holm:.2g}), lower in {t.folds_won} of {t.n_folds} folds, "
+                  f"on {t.n} timestamps")
+
+def gate_tests(run: Any,  # a training run: horizon, bundles, predictions, lineage (folds, dead_band)
+               task: str,  # a key of TASK_GATES
+               alpha: float = GATE_ALPHA,
+               min_improvement: float = GATE_MIN_IMPROVEMENT,
+               fold_share: float = GATE_FOLD_SHARE,
+               ) -> dict[str, GateTest]:
+    "Every candidate of the task tested against the gate's baseline on the run's out-of-sample losses."
+    gate = _task_gate(task)
+    bundles = {n: b for n, b in run.bundles.items() if b.task == task}
+    baselines = [n for n in gate.baselines if n in bundles]
+    candidates = [n for n, b in bundles.items() if not _is_baseline(b, gate)]
+    if not baselines or not candidates:
+        raise GateError(f"the {run.horizon}h {task} run needs the {' or '.join(gate.baselines)} baseline and at "
+                        f"least one model; it has {sorted(bundles)}")
+    losses, ts_ns, fold = _losses(run, task, baselines + candidates)
+    both = np.logical_and.reduce([np.isfinite(losses[b]) for b in baselines])
+    if not both.any():
+        raise GateError(f"the {run.horizon}h {task} run's baselines {baselines} have no scored row in common")
+    base = min(baselines, key=lambda b: float(training._time_mean(losses[b][both], ts_ns[both]).mean()))
+    n_folds = len(run.lineage.get("folds") or []) or len(np.unique(fold[fold > 0]))
+    need = math.ceil(fold_share * n_folds)
+    tests = {}
+    for c in candidates:
+        tc, tb, ft, rows = _paired(losses[c], losses[base], ts_ns, fold)
+        lc, lb = (float(v.mean()) if len(v) else math.nan for v in (tc, tb))
+        dm = training.diebold_mariano(tc - tb, run.horizon)
+        won = sum(bool((ft == f).any() and tc[ft == f].mean() < tb[ft == f].mean()) for f in range(1, n_folds + 1))
+        tests[c] = GateTest(c, base, lc, lb, 1 - lc / lb if lb > 0 else math.nan, float(dm.stat),
+                            float(dm.pvalue), math.nan, won, need, n_folds, len(tc), int(rows))
+    raw = [t.p_value if math.isfinite(t.p_value) else 1.0 for t in tests.values()]
+    for t, p_adj in zip(tests.values(), training.holm(np.asarray(raw)), strict=True):
+        t.p_holm = float(p_adj)
+        t.passed, t.reason = _verdict(t, alpha, min_improvement, len(tests))
+    return tests
+
+# %% ../nbs/06_registry.ipynb #3f8b9c12
+def _register(registry: Registry, b: ModelBundle, status: str, reason: str, gate: dict[str, Any],
+              notebook_path: str | None) -> int:
+    "Register a bundle once (its gate numbers under metrics['gate']); the run's bundle keeps its own metrics."
+    if b.version is None:
+        record = dataclasses.replace(b, metrics={**b.metrics, "gate": json_safe(gate)}, status=status, reason=reason)
+        registry.register(record, notebook_path=notebook_path)
+        b.version, b.lineage = record.version, record.lineage
+    b.status, b.reason = status, reason
+    return int(b.version)  # type: ignore[arg-type]
+
+def _same_rows_loss(run: Any, task: str, a: str, b: str) -> tuple[float, float]:
+    "Mean losses of a and b on the rows both score (per-timestamp means)."
+    losses, ts_ns, fold = _losses(run, task, [a, b])
+    ta, tb, _, _ = _paired(losses[a], losses[b], ts_ns, fold)
+    return (float(ta.mean()), float(tb.mean())) if len(ta) else (math.nan, math.nan)
 
 def gate_run(registry: Registry,  # where the models go
-             run: Any,  # a training run (`TrainingRun`, 05a; uses `horizon` and `bundles`)
+             run: Any,  # a training run: horizon, bundles, predictions, lineage (see `gate_tests`)
              task: str,  # a key of TASK_GATES
              notebook_path: str | None = None,  # the executed training notebook, recorded with every version
              ) -> dict[str, Any]:
-    "Register every bundle of one task of a training run; send its best model through the champion gate."
-    if task not in TASK_GATES:
-        raise GateError(f"unknown task {task!r}: one of {sorted(TASK_GATES)}")
-    baseline_name, metric = TASK_GATES[task]
-    sign = 1.0 if metric_direction(metric) == "min" else -1.0
+    "Register every bundle of one task of a run; the champion changes only as the loss-based gate says."
+    gate = _task_gate(task)
+    h = int(run.horizon)
     bundles = {n: b for n, b in run.bundles.items() if b.task == task}
-    candidates = {n: b for n, b in bundles.items() if not b.is_constant}
-    if baseline_name not in bundles or not candidates:
-        raise GateError(f"the {run.horizon}h {task} run needs the {baseline_name} baseline and at least one "
-                        f"model; it has {sorted(bundles)}")
-    best = min(candidates.values(), key=lambda b: sign * _score(b.metrics.get("overall"), metric,
-                                                                f"{b.name}: metrics['overall']"))
-    current = registry.champion(run.horizon, task)
-    champion = None
-    if current and current["family"] in candidates:  # its fixed settings, re-run on these folds
-        champion = {"name": current["name"], "version": current["version"],
-                    metric: run.bundles[current["family"]].metrics["overall"][metric]}
-    for b in bundles.values():
-        if b is not best and b.name != baseline_name:
-            b.reason = (f"not the best {task} model of this run: {metric} {b.metrics['overall'].get(metric):.6g} "
-                        f"against {best.name}'s {best.metrics['overall'][metric]:.6g}" if not b.is_constant
-                        else "baseline, registered for reference")
-            registry.register(b, notebook_path=notebook_path)
-    return promote(registry, best, bundles[baseline_name], metric=metric, champion=champion).to_dict()
+    if not bundles:
+        log.info("gate %dh %s: the run has no %s models; nothing to gate", h, task, task)
+        return {"promoted": False, "skipped": True, "name": None, "version": None, "horizon": h, "task": task,
+                "reason": f"the run has no {task} models", "champion_before": None, "champion_after": None}
+    tests = gate_tests(run, task)
+    base = next(iter(tests.values())).baseline
+    for n, b in bundles.items():
+        if _is_baseline(b, gate):
+            why = f"the gate's baseline (lowest loss of {list(gate.baselines)})" if n == base else "baseline, for reference"
+            _register(registry, b, "challenger", why, {}, notebook_path)
+    current = registry.champion(h, task)
+    if current is None:
+        registry.set_champion(h, base, bundles[base].version, f"first champion: the {task} gate's baseline ({base})")  # type: ignore[arg-type]
+        current = registry.champion(h, task)
+    assert current is not None
+    before = {"name": current["name"], "version": current["version"]}
+    cur, fam = f"{current['name']} v{current['version']}", current["family"]
+    champ = tests.get(fam)  # the champion's family, retrained in this run
+    fam_is_base = fam in gate.baselines or fam in CONSTANT_BASELINES
+    passing = sorted((t for t in tests.values() if t.passed), key=lambda t: t.loss)
+    winner = passing[0] if passing else None
+    champion_loss = win_loss = math.nan
+    if winner is not None and champ is not None and winner.name != fam:
+        win_loss, champion_loss = _same_rows_loss(run, task, winner.name, fam)
+        if champ.passed and not win_loss < champion_loss:  # a rival must beat the champion's family on the same rows
+            winner = champ
+    if champ is not None and not math.isfinite(champion_loss):
+        champion_loss = champ.loss  # the champion's family, retrained, on this run's rows
+    new, action = None, ""
+    if winner is not None:
+        new = winner.name
+        how = (f"{fam} retrained on newer data replaces {cur}" if winner.name == fam
+               else f"it replaces the baseline champion {cur}" if fam_is_base
+               else f"champion {cur}'s family was not trained in this run" if champ is None
+               else f"its loss {win_loss:.6g} is below champion {cur}'s family's ({champion_loss:.6g}) on the same rows"
+               if champ.passed else f"champion {cur} no longer passes ({champ.reason})")
+        action = f"promoted: {winner.reason}; {how}"
+    elif champ is not None:
+        new, action = base, f"champion {cur} no longer passes the gate, the {base} takes over: {champ.reason}"
+    elif fam_is_base:
+        if before != {"name": registered_name(base, h), "version": bundles[base].version}:
+            new, action = base, f"no model passed the gate; the {base} fit on newer data is the champion"
+    else:
+        log.warning("gate %dh %s: champion %s was not trained in this run and nothing passed: it stays "
+                    "(and ages toward max_model_age_days)", h, task, cur)
+    subject = (tests[new] if new in tests else champ if champ is not None
+               else min(tests.values(), key=lambda t: t.loss if math.isfinite(t.loss) else math.inf))
+    for n, t in tests.items():
+        why = (f"promoted: {t.reason}" if n == new else f"not promoted: {t.reason}" if not t.passed
+               else f"not promoted: {t.reason}; {new or fam} is the champion")
+        _register(registry, bundles[n], "champion" if n == new else "challenger", why, dataclasses.asdict(t),
+                  notebook_path)
+    if new is not None:
+        registry.set_champion(h, new, bundles[new].version, action)  # type: ignore[arg-type]
+    after = registry.champion(h, task)
+    promoted = new == subject.name
+    reason = (action if promoted or (subject is champ and new is not None)
+              else f"not promoted: {subject.reason}; " + (action or f"champion {cur} stays"))
+    log.info("gate %dh %s: %s", h, task, reason)
+    return json_safe(GateDecision(
+        promoted, registered_name(subject.name, h), int(bundles[subject.name].version), h, task,  # type: ignore[arg-type]
+        training.TASK_LOSS[task], "min", subject.loss, base, subject.baseline_loss,
+        champion_loss if math.isfinite(champion_loss) else None, before,
+        None if after is None else {"name": after["name"], "version": after["version"]}, reason,
+        improvement=subject.improvement, dm_stat=subject.dm_stat, p_value=subject.p_value, p_holm=subject.p_holm,
+        folds_won=subject.folds_won, folds_needed=subject.folds_needed, n_folds=subject.n_folds, n=subject.n,
+        n_rows=subject.n_rows, passed=subject.passed,
+        candidates={n: dataclasses.asdict(t) for n, t in tests.items()}).to_dict())

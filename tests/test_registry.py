@@ -557,60 +557,73 @@ def test_a_copied_data_directory_loads_its_champion_and_predicts(estimators, dat
 
 
 # --- the gate of a training run -------------------------------------------------------------------
+# (tests/test_gate.py has the gate's rules one by one; here, what a run's bundles go through in the registry)
 
-def _run(estimators, horizon, ridge_mae, xgb_mae, clf_brier=0.24):
-    """What `gate_run` reads of a `TrainingRun`: the horizon and every family's bundle."""
+def _run(estimators, horizon, ridge_share, xgb_share, clf_edge=0.3, seed=0):
+    """What `gate_run` reads of a `TrainingRun`: the horizon, every family's bundle, the out-of-sample forecasts
+    of each (`predictions`: coin, ts, fold, y_ret, one column per bundle) and the folds and dead band.
+    A regressor's forecast is a share of the realised return; the classifier's P(up) leans `clf_edge` towards it."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2024-03-01", periods=600, freq="h", tz="UTC") + pd.Timedelta(days=30 * seed)
+    fold = np.repeat([1, 2, 3, 4], 150)
+    rows = []
+    for coin in ("bitcoin", "ethereum"):
+        y = 0.02 * rng.standard_normal(len(ts))
+        rows.append(pd.DataFrame({"coin": coin, "ts": ts, "fold": fold, "y_ret": y, "random_walk": 0.0,
+                                  "xgb_reg": xgb_share * y, "ridge_reg": ridge_share * y, "majority": 0.5,
+                                  "xgb_clf": 0.5 + clf_edge * np.sign(y)}))
     bundles = {"random_walk": rw_bundle(horizon),
-               "xgb_reg": make_bundle("xgb", estimators, horizon=horizon, mae=xgb_mae),
-               "ridge_reg": make_bundle("pipeline", estimators, horizon=horizon, mae=ridge_mae)}
-    bundles["random_walk"].metrics = {"overall": {"mae": 0.02}}
-    clf = make_bundle("xgb_clf", estimators, horizon=horizon)
-    clf.metrics = {"overall": {"brier": clf_brier}, "baseline": {"majority": {"brier": 0.25}}}
-    bundles["xgb_clf"] = clf
-    bundles["majority"] = ModelBundle("majority", horizon, "classification", None, [], "v1", constant=0.5,
-                                      metrics={"overall": {"brier": 0.25}})
-    return SimpleNamespace(horizon=horizon, bundles=bundles)
+               "xgb_reg": make_bundle("xgb", estimators, horizon=horizon),
+               "ridge_reg": make_bundle("pipeline", estimators, horizon=horizon),
+               "xgb_clf": make_bundle("xgb_clf", estimators, horizon=horizon),
+               "majority": ModelBundle("majority", horizon, "classification", None, [], "v1", constant=0.5,
+                                       metrics={"overall": {"brier": 0.25}})}
+    return SimpleNamespace(horizon=horizon, bundles=bundles, predictions=pd.concat(rows, ignore_index=True),
+                           lineage={"folds": [{"fold": k} for k in (1, 2, 3, 4)], "dead_band": 0.005})
 
 
 def test_gate_run_promotes_the_best_model_without_editing_its_metrics(local_reg, estimators):
     reg, h = local_reg, 31
-    run = _run(estimators, h, ridge_mae=0.012, xgb_mae=0.015)
+    run = _run(estimators, h, ridge_share=0.5, xgb_share=0.3)
     before = {n: json.dumps(b.metrics, sort_keys=True) for n, b in run.bundles.items()}
     first = gate_run(reg, run, "regression", notebook_path="reports/05_training.ipynb")
-    assert (first["promoted"], first["name"], first["metric"]) == (True, f"ridge_reg_{h}h", "mae")
+    assert (first["promoted"], first["name"], first["metric"]) == (True, f"ridge_reg_{h}h", "absolute_error")
+    assert first["improvement"] == pytest.approx(0.5) and first["folds_won"] == 4 and first["p_holm"] < 0.05
     assert reg.champion(h)["name"] == f"ridge_reg_{h}h"
-    loser = reg.load(f"xgb_reg_{h}h")
-    assert loser.reason.startswith("not the best regression model of this run: mae 0.015")
+    loser = reg.load(f"xgb_reg_{h}h")  # it passes too, but its loss is higher
+    assert loser.reason.startswith("not promoted: xgb_reg passes the gate") and "ridge_reg is the champion" in loser.reason
     assert loser.lineage["notebook_path"] == "reports/05_training.ipynb"
+    assert loser.metrics["gate"]["improvement"] == pytest.approx(0.3)  # the registered version records its test
     assert gate_run(reg, run, "classification")["name"] == f"xgb_clf_{h}h"
     assert reg.champion(h, "classification")["name"] == f"xgb_clf_{h}h"
+    for name, b in run.bundles.items():  # the run's bundles keep their own metrics
+        assert json.dumps(b.metrics, sort_keys=True) == before[name]
 
-    # the next run: the champion's family is re-scored on the new folds and compared there
-    run2 = _run(estimators, h, ridge_mae=0.013, xgb_mae=0.0125)
+    # the next run: the champion's family is re-scored on the new folds and compared on the same rows
+    run2 = _run(estimators, h, ridge_share=0.5, xgb_share=0.6, seed=1)
     second = gate_run(reg, run2, "regression")
     assert second["promoted"] and second["name"] == f"xgb_reg_{h}h"
-    assert second["champion_score"] == 0.013 and second["champion_before"]["name"] == f"ridge_reg_{h}h"
-    assert "and champion ridge_reg" in second["reason"]
-    registered = reg.load(f"xgb_reg_{h}h", second["version"]).metrics["baseline"]["champion"]
-    assert registered == {"name": f"ridge_reg_{h}h", "version": first["version"], "mae": 0.013}
-    for name, b in run.bundles.items():  # the runs' bundles keep their own metrics
-        assert json.dumps(b.metrics, sort_keys=True) == before[name]
-    assert all("champion" not in b.metrics.get("baseline", {}) for b in run2.bundles.values())
+    assert second["champion_score"] == pytest.approx(0.5 * second["baseline_score"])
+    assert second["champion_before"]["name"] == f"ridge_reg_{h}h" and "below champion ridge_reg" in second["reason"]
 
-    run3 = _run(estimators, h, ridge_mae=0.014, xgb_mae=0.0125)  # the champion family again: a tie is no win
+    run3 = _run(estimators, h, ridge_share=0.6, xgb_share=0.6, seed=2)  # a tie: the champion's family, retrained
     third = gate_run(reg, run3, "regression")
-    assert not third["promoted"] and "but not champion" in third["reason"]
-    assert reg.champion(h)["name"] == f"xgb_reg_{h}h"
+    assert third["promoted"] and third["name"] == f"xgb_reg_{h}h" and "retrained on newer data" in third["reason"]
+    assert reg.champion(h)["version"] == third["version"] == second["version"] + 1
 
 
 def test_gate_run_says_what_it_lacks(local_reg, estimators):
-    run = _run(estimators, 32, 0.012, 0.015)
+    run = _run(estimators, 32, 0.5, 0.3)
     del run.bundles["majority"]
     with pytest.raises(GateError, match="needs the majority baseline"):
         gate_run(local_reg, run, "classification")
     with pytest.raises(GateError, match="unknown task"):
         gate_run(local_reg, run, "ranking")
-    assert TASK_GATES == {"regression": ("random_walk", "mae"), "classification": ("majority", "brier")}
+    assert {t: g.baselines for t, g in TASK_GATES.items()} == {
+        "regression": ("random_walk",), "classification": ("majority",),
+        "volatility": ("unconditional", "ewma", "vol_168")}
+    assert {t: g.target for t, g in TASK_GATES.items()} == {"regression": "y_ret", "classification": "y_ret",
+                                                           "volatility": "rv"}
 
 
 def test_backend_errors_become_registry_errors_and_bugs_keep_their_type(tmp_path, monkeypatch):
