@@ -25,18 +25,22 @@ from .sources import load_prices
 from .store import PRICES, Store, UpsertResult, features_group
 from .training import Fold, dead_band
 from .fitting import TrainingRun, last_fold_forecasts, train_horizon
-from .registry import TASK_GATES, Registry, gate_run
+from .registry import Registry, gate_run
+from .volatility import VolatilityRun, train_volatility
 from .explain_outputs import Explanations, explain_models, lime_check
 from .regimes import RegimeModel, fit_regimes
 from .regime_outputs import latest_regimes
 from .monitoring import integrity_gate
-from .alerts import watch
+from .notify import Notifier
+from .alerts import raise_alerts, watch
 from . import inference
+from .risk import (RiskForecaster, attach_intervals, large_move_alert_records, price_bars,
+                                 volatility_horizons)
 
 # %% auto #0
-__all__ = ['log', 'BACKFILL_CHUNK', 'FREE_HISTORY', 'TABLE_COLUMNS', 'TRACK_RECORD', 'ingest_to_store', 'max_gap',
-           'update_features', 'resolve_source', 'backfill_windows', 'backfill', 'training_view', 'hindcast',
-           'hindcast_regimes', 'train', 'predict', 'retrain_if_breached']
+__all__ = ['log', 'BACKFILL_CHUNK', 'FREE_HISTORY', 'TABLE_COLUMNS', 'PRICE_TASKS', 'VOL_TABLE_COLUMNS', 'TRACK_RECORD',
+           'ingest_to_store', 'max_gap', 'update_features', 'resolve_source', 'backfill_windows', 'backfill',
+           'training_view', 'hindcast', 'hindcast_regimes', 'train', 'predict', 'retrain_if_breached']
 
 # %% ../nbs/11_pipelines.ipynb #be056275
 log = logging.getLogger(__name__)
@@ -204,8 +208,12 @@ def backfill(store: Store,  # writes `prices` and `features`
     return run
 
 # %% ../nbs/11_pipelines.ipynb #cd2e2672
-TABLE_COLUMNS = ("kind", "task", "n", "mae", "rmse", "mase", "direction_accuracy", "roc_auc", "brier", "dm_pvalue",
-                 "coverage_80", "coverage_95", "train_mae", "mae_gap_pct")
+TABLE_COLUMNS = ("kind", "task", "n", "mae", "rmse", "relative_mae", "mase", "avg_rel_mae", "direction_accuracy",
+                 "balanced_accuracy", "pt_pvalue", "roc_auc", "brier", "dm_pvalue", "coverage_80", "coverage_95",
+                 "interval_score_80", "interval_skill_80", "interval_skill_95", "train_mae", "mae_gap_pct")
+PRICE_TASKS = ("regression", "classification")  # the tasks of a price run; volatility runs have their own
+VOL_TABLE_COLUMNS = ("kind", "n", "qlike", "qlike_skill_unconditional", "qlike_skill_ewma", "qlike_skill_vol_168",
+                     "qlike_skill_best_baseline", "mz_r2", "dm_pvalue")
 
 def training_view(store: Store) -> Any:
     "The feature view that training and evaluation read: features joined with the close, point in time."
@@ -219,9 +227,10 @@ def hindcast(run: TrainingRun,  # the walk-forward run
              ) -> pd.DataFrame:
     "The last fold's out-of-sample forecasts as prediction-history rows (intervals from earlier, purged folds)."
     out = last_fold_forecasts(run, family, classifier)
-    return inference.forecast_rows(out["rows"], run.horizon, out["pred"], out["intervals"], out["p_up"], out["model"],
+    p_up, base_rate = inference.direction_probability(run.bundles[classifier] if classifier else None, out["p_up"])
+    return inference.forecast_rows(out["rows"], run.horizon, out["pred"], out["intervals"], p_up, out["model"],
                                    "hindcast", is_random_walk=family == "random_walk",
-                                   feature_version=run.bundles[family].feature_version)
+                                   feature_version=run.bundles[family].feature_version, p_up_base_rate=base_rate)
 
 def hindcast_regimes(frame: pd.DataFrame,  # the feature rows the run was trained on (coin, ts, features)
                      run: TrainingRun,  # the walk-forward run: its last fold's test start bounds the regime fit
@@ -252,6 +261,24 @@ def _seed_history(store: Store, registry: Registry, run: TrainingRun, frame: pd.
             "track_record": TRACK_RECORD, "from": rows["made_at"].min().isoformat(),
             "regimes_fit_window": regimes.fit_window}
 
+def _gate_volatility(registry: Registry, vol_run: VolatilityRun, notebook_path: str | None) -> dict[str, Any]:
+    "Register a volatility run's bundles through the gate; its table, decision and summary for the train record."
+    gate = gate_run(registry, vol_run, "volatility", notebook_path)
+    table = vol_run.table[[c for c in VOL_TABLE_COLUMNS if c in vol_run.table]].reset_index()
+    return {"table": json_safe(table.to_dict("records")), "gate": gate, "summary": vol_run.summary()}
+
+def _intervals(registry: Registry, run: TrainingRun, vol_run: VolatilityRun, frame: pd.DataFrame,
+               regimes: pd.DataFrame) -> dict[str, Any]:
+    "Intervals standardised by the volatility champion for every regressor of the run, before the price gate registers them."
+    champion = registry.champion(run.horizon, "volatility")
+    family = champion["family"] if champion else None
+    if family not in vol_run.predictions.columns:
+        log.warning("the %dh volatility champion %s is not in this run: price intervals stay scaled by %s",
+                    run.horizon, family, run.lineage.get("scale_feature"))
+        return {"volatility_family": family, "attached": False}
+    return {"volatility_family": family, "attached": True,
+            "models": attach_intervals(run, vol_run, family, frame, regimes)}
+
 def train(store: Store,  # reads the training view; writes run records and the prediction history
           registry: Registry,  # where the models go
           horizons: Iterable[int] | None = None,  # default: the settings' horizons
@@ -274,19 +301,32 @@ def train(store: Store,  # reads the training view; writes run records and the p
     store.record_run("regimes", regime_model.to_dict())
     out: dict[str, Any] = {"coins": coins, "rows": len(frame), "horizons": {}, "regimes": regime_model.names,
                            "track_record": TRACK_RECORD}
-    for h in horizons or settings.horizons:
+    prices = price_bars(store, coins)
+    regime_labels = regime_model.label(frame)
+    price_horizons = list(horizons or settings.horizons)
+    for h in price_horizons:
         run = train_horizon(frame, h, seed=settings.seed, n_folds=n_folds, progress=progress)
         for b in run.bundles.values():
             b.lineage.update(feature_ranges=ranges, notebook_path=notebook_path)
+        vol_run = train_volatility(prices, h, folds=run.lineage["folds"], seed=settings.seed)
+        volatility = _gate_volatility(registry, vol_run, notebook_path)
+        intervals = _intervals(registry, run, vol_run, frame, regime_labels)
         figures = explain_models(run.bundles, frame, settings.data_dir / "explain", seed=settings.seed)
-        gates = {task: gate_run(registry, run, task, notebook_path) for task in TASK_GATES}
+        gates = {task: gate_run(registry, run, task, notebook_path) for task in PRICE_TASKS}
         table = run.table[[c for c in TABLE_COLUMNS if c in run.table]].reset_index()
         out["horizons"][f"{h}h"] = {"table": json_safe(table.to_dict("records")), "gates": gates,
+                                    "volatility": volatility, "intervals": intervals,
                                     "hindcast": _seed_history(store, registry, run, frame, settings.seed),
                                     "summary": run.summary(), "figures": figures}
+    out["volatility"] = {h: v["volatility"] for h, v in out["horizons"].items()}
+    for h in volatility_horizons(settings):
+        if h not in price_horizons:  # the next week's volatility, on its own walk-forward folds
+            vol_run = train_volatility(prices, h, n_folds=n_folds, seed=settings.seed)
+            out["volatility"][f"{h}h"] = _gate_volatility(registry, vol_run, notebook_path)
     out["duration_s"] = round(time.perf_counter() - started, 3)
-    store.record_run("train", {k: v for k, v in out.items() if k != "horizons"} |
+    store.record_run("train", {k: v for k, v in out.items() if k not in ("horizons", "volatility")} |
                      {"gates": {h: v["gates"] for h, v in out["horizons"].items()},
+                      "volatility_gates": {h: v["gate"] for h, v in out["volatility"].items()},
                       "hindcast": {h: v["hindcast"] for h, v in out["horizons"].items()}})
     return out
 
@@ -302,7 +342,8 @@ def predict(store: Store,  # reads features, prices, regimes; writes the predict
     settings = settings or get_settings()
     started = time.perf_counter()
     coins = list(coins or settings.coins)
-    predictor = inference.Predictor(registry, settings, explain=explain or Explanations(store, settings))
+    predictor = inference.Predictor(registry, settings, explain=explain or Explanations(store, settings),
+                                    risk=RiskForecaster.from_store(store, coins))
     vectors, _ = training_view(store).latest_vectors(coins)
     if vectors.empty:
         raise ConfigError(f"no features stored for {coins}: run `cryptosentinel features` first")
@@ -314,6 +355,8 @@ def predict(store: Store,  # reads features, prices, regimes; writes the predict
     if len(forecasts):
         forecasts["regime"] = forecasts["coin"].map(lambda c: current.get(c, {}).get("regime", ""))
         stored = inference.record_predictions(store, forecasts)
+    large_moves = raise_alerts(store, large_move_alert_records(forecasts, registry), Notifier.from_settings(settings),
+                               settings=settings)
     validated = {h: len(inference.validate_history(store, h, dead_band(h))) for h in settings.horizons}
     served = predictor.models[min(predictor.models)]
     explained = served.challenger if served.regression.is_constant else served.regression
@@ -324,6 +367,7 @@ def predict(store: Store,  # reads features, prices, regimes; writes the predict
            "stored": stored, "validated": validated, "regimes": current,
            "as_of": {c: ts.isoformat() for c, ts in zip(vectors["coin"], vectors["ts"], strict=True)},
            "live": live, "lime_vs_shap": lime, "monitoring": watched,
+           "large_move_alerts": [a.to_dict() for a in large_moves],
            "duration_s": round(time.perf_counter() - started, 3)}
     store.record_run("predict", {k: v for k, v in run.items() if k != "forecasts"})
     return run

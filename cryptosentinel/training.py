@@ -321,7 +321,7 @@ def mincer_zarnowitz(log_rv: np.ndarray, # log realised variance
     y, x = np.asarray(log_rv, float), np.asarray(log_forecast, float)
     ok = np.isfinite(y) & np.isfinite(x)
     y, x = y[ok], x[ok]
-    if len(y) < 3 or np.var(x) == 0:
+    if len(y) < 3 or np.allclose(x, x[0]):  # a constant forecast (one coin's unconditional variance) explains nothing
         return {"alpha": math.nan, "beta": math.nan, "r2": math.nan, "n": int(len(y))}
     fit = stats.linregress(x, y)
     return {"alpha": float(fit.intercept), "beta": float(fit.slope), "r2": float(fit.rvalue**2), "n": int(len(y))}
