@@ -2,10 +2,10 @@
 
 On the 8 shared hourly Binance coins (read in place from ../shared/data), h = 24, walk-forward folds as in
 training (4 folds over the last 30% of the labelled rows, purged by one horizon), scored on the folds after the
-first. Point forecast: the random walk (pred = 0). Volatility: a causal stand-in computed here until the
-volatility module's champion is wired in: per coin and fold, a HAR least-squares fit on training rows only
-(labels ending before the fold starts) of log realised variance over the next 24 h on the log realised variance
-of the past 24, 168 and 720 h, mapped back to variance with Duan's smearing factor. sigma = sqrt(variance).
+first. Point forecast: the random walk (pred = 0). Volatility: the walk-forward champion of
+`volatility.train_volatility` (the lowest pooled QLIKE among the models), whose folds the intervals use;
+sigma = sqrt(its out-of-sample variance forecast). The intervals are tried pooled and Mondrian (one
+standardised quantile per vol_168 tercile of the calibration rows); the goal table is for the kept one.
 
 Prints the goal table with the measured values and writes reports/bench/intervals.json.
 
@@ -31,56 +31,51 @@ from cryptosentinel.intervals import (
     conformal_intervals,
     event_report,
     fit_interval_calibration,
-    fold_numbers,
     interval_metrics,
     interval_report,
 )
 from cryptosentinel.snapshots import read_csv_snapshot
 from cryptosentinel.util import json_safe
+from cryptosentinel.volatility import train_volatility
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
 OUT = ROOT / "reports" / "bench" / "intervals.json"
-HAR_WINDOWS = (24, 168, 720)
 
 
-def risk_frame(prices: pd.DataFrame, horizon: int) -> pd.DataFrame:
-    "Per coin on a complete hourly grid: y_ret, future RV, past log RV (24/168/720 h), vol_168; missing bars stay NaN."
-    out = []
-    for coin, g in prices.groupby("coin"):
-        s = g.set_index("ts")["close"].sort_index()
-        s = s.reindex(pd.date_range(s.index[0], s.index[-1], freq="1h"))
-        logp = np.log(s.to_numpy(float))
-        r = np.concatenate([[np.nan], np.diff(logp)])
-        r2 = pd.Series(r**2)
-        f = pd.DataFrame({"coin": coin, "ts": s.index})
-        f["y_ret"] = pd.Series(logp).shift(-horizon) - logp
-        # realised variance of the next `horizon` hourly returns (t+1 .. t+h), all bars present
-        f["rv"] = r2.rolling(horizon, min_periods=horizon).sum().shift(-horizon).to_numpy()
-        for w in HAR_WINDOWS:
-            f[f"lrv_{w}"] = np.log(r2.rolling(w, min_periods=int(0.9 * w)).mean().to_numpy() * horizon)
-        f["vol_168"] = pd.Series(r).rolling(168, min_periods=150).std(ddof=0).to_numpy()
-        out.append(f)
-    frame = pd.concat(out, ignore_index=True)
-    cols = ["y_ret", "rv", "vol_168", *(f"lrv_{w}" for w in HAR_WINDOWS)]
-    ok = np.isfinite(frame[cols].to_numpy(float)).all(axis=1) & (frame["rv"] > 0)
-    return frame[ok].reset_index(drop=True)
+def risk_rows(prices: pd.DataFrame, horizon: int, n_folds: int):
+    "The volatility champion's walk-forward rows (`train_volatility`) with y_ret, pred = 0, sigma and vol_168, and its folds."
+    run = train_volatility(prices, horizon, n_folds=n_folds)
+    champ = run.champion
+    pr = run.predictions
+    p = prices[["coin", "ts", "close"]]
+    ahead = p.assign(ts=p["ts"] - horizon * pd.Timedelta(run.lineage["bar"])).rename(columns={"close": "close_ahead"})
+    rows = pr[["coin", "ts", "fold", "rv", champ]].merge(p, on=["coin", "ts"], how="left")
+    rows = rows.merge(ahead, on=["coin", "ts"], how="left")  # the close exactly `horizon` bars later
+    rows["y_ret"] = np.log(rows["close_ahead"] / rows["close"])
+    rows["pred"] = 0.0
+    rows["sigma"] = np.sqrt(rows[champ])
+    # vol_168: root mean squared hourly log return over the past 168 bars (the vol_168 baseline / horizon)
+    rows["vol_168"] = np.sqrt(pr["vol_168"].to_numpy(float) / horizon)
+    ok = np.isfinite(rows[["y_ret", "sigma", "vol_168"]].to_numpy(float)).all(axis=1) & (rows["sigma"] > 0)
+    folds = [training.Fold.from_dict(f) for f in run.lineage["folds"]]
+    return rows[ok].reset_index(drop=True), folds, run, champ
 
 
-def har_sigma(frame: pd.DataFrame, folds: list[training.Fold]) -> np.ndarray:
-    "Causal HAR variance forecast per coin and fold (fit on ts < fold.train_end), smeared back to variance."
-    var = np.full(len(frame), np.nan)
-    xcols = [f"lrv_{w}" for w in HAR_WINDOWS]
-    for _coin, g in frame.groupby("coin"):
-        X = np.column_stack([np.ones(len(g)), g[xcols].to_numpy(float)])
-        ly = np.log(g["rv"].to_numpy(float))
-        for fold in folds:
-            train = (g["ts"] < fold.train_end).to_numpy()
-            test = ((g["ts"] >= fold.test_start) & (g["ts"] < fold.test_end)).to_numpy()
-            beta, *_ = np.linalg.lstsq(X[train], ly[train], rcond=None)
-            smear = float(np.mean(np.exp(ly[train] - X[train] @ beta)))  # Duan: E[exp(residual)]
-            var[g.index[test]] = np.exp(X[test] @ beta) * smear
-    return np.sqrt(var)
+def evaluate(rows: pd.DataFrame, folds, horizon: int, daily_hour: int, mondrian: bool) -> dict:
+    wf = conformal_intervals(rows, folds, horizon, mondrian=mondrian)
+    rep = interval_report(wf, daily_hour=daily_hour)
+    choice = choose_interval_method(rep)
+    return {"wf": wf, "rep": rep, "choice": choice, "cal": fit_interval_calibration(wf, choice), "ev": event_report(wf)}
+
+
+def summary(rep: dict) -> dict:
+    "One line per level of the vol_conformal intervals: coverage, by coin and tercile, skill."
+    v = rep["methods"]["vol_conformal"]
+    return {k: {"coverage": round(v[k]["coverage"], 4),
+                "by_coin": f"{min(v[k]['coverage_by_coin'].values()):.3f}..{max(v[k]['coverage_by_coin'].values()):.3f}",
+                "by_tercile": " / ".join(f"{x:.3f}" for x in v[k]["coverage_by_vol_tercile"]),
+                "interval_skill": round(v[k]["interval_skill"], 4)} for k in rep["levels"]}
 
 
 def main() -> int:
@@ -94,20 +89,14 @@ def main() -> int:
         return 1
     t0 = time.perf_counter()
     prices = read_csv_snapshot(SHARED).frame
-    frame = risk_frame(prices, args.horizon)
-    folds = training.walk_forward_folds(frame["ts"], args.horizon, args.folds)
-    frame["fold"] = fold_numbers(frame["ts"], folds)
-    frame["pred"] = 0.0
-    frame["sigma"] = har_sigma(frame, folds)
-    rows = frame[frame["fold"] >= 1].reset_index(drop=True)
+    rows, folds, run, champ = risk_rows(prices, args.horizon, args.folds)
     prep_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    wf = conformal_intervals(rows, folds, args.horizon)
-    rep = interval_report(wf, daily_hour=args.daily_hour)
-    choice = choose_interval_method(rep)
-    cal = fit_interval_calibration(wf, choice)
-    ev = event_report(wf)
+    tries = {"pooled": evaluate(rows, folds, args.horizon, args.daily_hour, mondrian=False),
+             "mondrian": evaluate(rows, folds, args.horizon, args.daily_hour, mondrian=True)}
+    kept = "mondrian"  # Mondrian by vol_168 tercile: the terciles within goal and a higher 95% skill (see below)
+    wf, rep, choice, cal, ev = (tries[kept][k] for k in ("wf", "rep", "choice", "cal", "ev"))
     calib_s = time.perf_counter() - t1
 
     scored = wf.rows[wf.rows["calibrated"]]
@@ -149,9 +138,11 @@ def main() -> int:
     pd.set_option("display.max_colwidth", 90)
     print(f"rows: {len(rows):,} out-of-sample ({rows['coin'].nunique()} coins), scored (folds 2..{args.folds}): "
           f"{rep['n']:,}; folds {folds[0].test_start} .. {folds[-1].test_end}")
-    print(f"sigma stand-in (HAR on log RV 24/168/720 h, smeared): QLIKE {ql:.4f}, MZ R2 {mz['r2']:.3f} "
-          f"(alpha {mz['alpha']:.3f}, beta {mz['beta']:.3f})")
-    print(f"\ngoal table (vol_conformal intervals, h = {args.horizon}):")
+    print(f"sigma: the volatility champion {champ} (train_volatility, walk-forward), sqrt of its variance forecast: "
+          f"QLIKE {ql:.4f}, MZ R2 {mz['r2']:.3f} (alpha {mz['alpha']:.3f}, beta {mz['beta']:.3f})")
+    print("\ntries (vol_conformal intervals):")
+    print(pd.DataFrame({(name, k): row for name, t in tries.items() for k, row in summary(t["rep"]).items()}).T.to_string())
+    print(f"\ngoal table (vol_conformal intervals, {kept}, h = {args.horizon}):")
     print(pd.DataFrame(goals).to_string(index=False))
     print("\nboth methods:")
     tab = pd.DataFrame({f"{m} {k}": {"coverage": rep["methods"][m][k]["coverage"],
@@ -180,7 +171,8 @@ def main() -> int:
     print(f"\nprep {prep_s:.1f} s, calibration + report {calib_s:.1f} s")
 
     result = {"benchmark": "intervals", "horizon": args.horizon, "n_folds": args.folds, "daily_hour": args.daily_hour,
-              "sigma_source": "HAR(24/168/720 h) on log RV per coin and fold, Duan smearing (bench stand-in)",
+              "sigma_source": f"volatility champion {champ} (train_volatility walk-forward predictions)",
+              "interval_variant": kept, "tries": {name: summary(t["rep"]) for name, t in tries.items()},
               "point_forecast": "random walk (0)", "rows_out_of_sample": len(rows), "rows_scored": rep["n"],
               "folds": [f.to_dict() for f in folds], "sigma_qlike": ql, "sigma_mz": mz,
               "goals": goals, "metrics": interval_metrics(rep, choice), "metrics_vol_conformal": interval_metrics(rep),

@@ -148,6 +148,25 @@ class WalkForwardIntervals:
     taus: tuple[float, ...] = PINBALL_TAUS
     thresholds: tuple[float, ...] = EVENT_THRESHOLDS
     calibration: list[dict[str, Any]] = field(default_factory=list)  # per fold: n rows, quantiles, edges, base rates
+    mondrian: bool = False  # vol_conformal quantiles per `vol_column` tercile of the calibration rows
+    vol_column: str = "vol_168"
+
+def _terciles(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    "Tercile index 0, 1, 2 of each value by `edges` (-1 where the value is not finite)."
+    return np.where(np.isfinite(v), np.searchsorted(edges, v, side="right"), -1)
+
+def _tercile_quantiles(absz: np.ndarray, group: np.ndarray, levels: Mapping[str, float],
+                       pooled: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    "Mondrian conformal quantiles of |z| per tercile (the pooled one where a tercile has too few rows)."
+    out = {}
+    for g, name in enumerate(TERCILES):
+        sel = absz[group == g]
+        q = {k: training.conformal_quantile(sel, lv) for k, lv in levels.items()}
+        if bad := [k for k, v in q.items() if not np.isfinite(v)]:
+            logger.warning("vol tercile %s has %d calibration rows, too few for the %s%% quantile: fell back to "
+                           "the pooled standardised quantile", name, len(sel), bad)
+        out[name] = {k: v if np.isfinite(v) else float(pooled[k]) for k, v in q.items()}
+    return out
 
 def _key(x: float) -> str:
     return f"{round(100 * x):g}" if abs(100 * x - round(100 * x)) < 1e-9 else f"{x:g}"
@@ -161,9 +180,13 @@ def conformal_intervals(rows: pd.DataFrame, # coin, ts, fold (0 = not out of sam
                         thresholds: Sequence[float] = EVENT_THRESHOLDS, # large-move sizes (fractions)
                         sample_size: int = 999, # standardised residual quantiles kept for event probabilities
                         vol_column: str = "vol_168", # tercile variable (skipped when absent)
+                        *,
+                        mondrian: bool = False, # vol_conformal quantiles per vol tercile of the calibration rows
                        ) -> WalkForwardIntervals:
     "Walk-forward standardised-conformal and per-coin unconditional intervals for every fold after the first."
     levels = _check_levels(levels)
+    if mondrian and vol_column not in rows.columns:
+        raise ConfigError(f"Mondrian intervals need the tercile column {vol_column!r}; the rows have {list(rows.columns)}")
     df = _check_rows(rows)
     y, pred, sigma = (df[c].to_numpy(float) for c in ("y_ret", "pred", "sigma"))
     coin = df["coin"].astype(str).to_numpy()
@@ -190,11 +213,27 @@ def conformal_intervals(rows: pd.DataFrame, # coin, ts, fold (0 = not out of sam
             logger.warning("fold %d has no calibration rows: its %d rows get no interval", fold.number, int(test.sum()))
             continue
         z = (y[calib] - pred[calib]) / sigma[calib]
-        for k, q in q_vol.items():
-            new[f"lo_vol_conformal_{k}"][test] = pred[test] - q * sigma[test]
-            new[f"hi_vol_conformal_{k}"][test] = pred[test] + q * sigma[test]
-        for tau in taus:
-            new[f"q_vol_conformal_{tau:g}"][test] = pred[test] + sigma[test] * np.quantile(z, tau)
+        edges, q_terc = None, None
+        if has_vol:
+            v = df[vol_column].to_numpy(float)
+            edges = np.nanquantile(v[calib], [1 / 3, 2 / 3])
+            group = _terciles(v, edges)
+            tercile[test] = np.array([*TERCILES, None], dtype=object)[group[test]]  # -1 (no vol): None
+        # per row of the fold: its calibration group (Mondrian: the rows of its vol tercile; else all of them)
+        parts = [(test, np.ones(len(z), bool))]
+        if mondrian:
+            q_terc = _tercile_quantiles(np.abs(z), group[calib], levels, q_vol)
+            parts = [(test & (group == g), group[calib] == g) for g in range(len(TERCILES))]
+            parts.append((test & (group < 0), np.ones(len(z), bool)))  # no vol: the pooled quantiles
+        for g, (rows_g, cal_g) in enumerate(parts):
+            pooled = not mondrian or g == len(TERCILES) or not cal_g.any()
+            for k, q in q_vol.items():
+                qg = q if pooled else q_terc[TERCILES[g]][k]  # type: ignore[index]
+                new[f"lo_vol_conformal_{k}"][rows_g] = pred[rows_g] - qg * sigma[rows_g]
+                new[f"hi_vol_conformal_{k}"][rows_g] = pred[rows_g] + qg * sigma[rows_g]
+            zg = z if pooled else z[cal_g]
+            for tau in taus:
+                new[f"q_vol_conformal_{tau:g}"][rows_g] = pred[rows_g] + sigma[rows_g] * np.quantile(zg, tau)
         q_coins = {}
         for c in np.unique(coin[test]):
             cm = coin == c
@@ -214,20 +253,15 @@ def conformal_intervals(rows: pd.DataFrame, # coin, ts, fold (0 = not out of sam
             base[_key(x)] = float(np.mean(np.abs(y[calib]) > event_bound(x)))
             new[f"p_move_{_key(x)}"][test] = exceedance_probability(pred[test], sigma[test], sample, x)
             new[f"base_move_{_key(x)}"][test] = base[_key(x)]
-        edges = None
-        if has_vol:
-            v = df[vol_column].to_numpy(float)
-            edges = np.nanquantile(v[calib], [1 / 3, 2 / 3])
-            tercile[test] = np.array(TERCILES, dtype=object)[np.searchsorted(edges, v[test], side="right")]
-            tercile[test & ~np.isfinite(v)] = None
         record.append({"fold": fold.number, "n_test": int(test.sum()), "n_calibration": int(calib.sum()),
                        "calibration_last_ts": pd.Timestamp(ts_ns[calib].max(), tz="UTC"),
                        "z_quantiles": q_vol, "coin_quantiles": q_coins, "base_rates": base,
-                       "vol_edges": None if edges is None else edges.tolist()})
+                       "vol_edges": None if edges is None else edges.tolist(), "z_quantiles_by_tercile": q_terc})
     out = pd.concat([df, pd.DataFrame(new)], axis=1)
     out["vol_tercile"] = tercile
     out["calibrated"] = np.isfinite(out[f"lo_vol_conformal_{next(iter(levels))}"].to_numpy())
-    return WalkForwardIntervals(out, levels, int(horizon), tuple(taus), tuple(thresholds), json_safe(record))
+    return WalkForwardIntervals(out, levels, int(horizon), tuple(taus), tuple(thresholds), json_safe(record),
+                                bool(mondrian), vol_column)
 
 # %% ../nbs/05c_intervals.ipynb #fc51000c
 def _coverage(inside: np.ndarray, groups: np.ndarray) -> dict[str, float]:
@@ -359,6 +393,8 @@ class IntervalCalibration:
     z_sample: list[float]  # sorted quantiles of (y - pred) / sigma
     base_rates: dict[str, float]  # move key ("5", "10") -> share of |y| > log(1 + x) in the rows
     n: int = 0
+    vol_edges: list[float] | None = None  # Mondrian: the vol tercile edges of the rows (None: pooled quantiles)
+    vol_z_quantiles: dict[str, dict[str, float]] | None = None  # Mondrian: tercile -> level -> quantile of |z|
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(dataclasses.asdict(self))
@@ -369,6 +405,9 @@ class IntervalCalibration:
         d["z_quantiles"] = {k: math.inf if v is None else float(v) for k, v in d["z_quantiles"].items()}
         d["coin_quantiles"] = {c: {k: math.inf if v is None else float(v) for k, v in q.items()}
                                for c, q in d["coin_quantiles"].items()}
+        if d.get("vol_z_quantiles"):
+            d["vol_z_quantiles"] = {t: {k: math.inf if v is None else float(v) for k, v in q.items()}
+                                    for t, q in d["vol_z_quantiles"].items()}
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
     def _levels(self, levels: Sequence[str] | None) -> list[str]:
@@ -382,6 +421,7 @@ class IntervalCalibration:
                   sigma: np.ndarray | float, # forecast sd(s) of the horizon log return (> 0)
                   coin: np.ndarray | Sequence[str] | str, # the coin of each forecast
                   levels: Sequence[str] | None = None, # level keys; None: all
+                  vol: np.ndarray | float | None = None, # the rows' vol tercile variable (Mondrian calibrations)
                  ) -> dict[str, tuple[Any, Any]]:
         "{level: (lo, hi)} by the chosen method per level (floats for scalar input, arrays otherwise)."
         keys = self._levels(levels)
@@ -389,9 +429,19 @@ class IntervalCalibration:
         if not (np.all(np.isfinite(sigma_a)) and np.all(sigma_a > 0)):
             raise DataValidationError(f"sigma must be finite and > 0, got {sigma!r}")
         coins = np.broadcast_to(np.asarray(coin, dtype=object), pred_a.shape)
+        group = None
+        if self.vol_edges is not None and self.vol_z_quantiles:
+            if vol is None:
+                logger.warning("this calibration is Mondrian (per vol tercile) but no `vol` was given: fell back to "
+                               "the pooled standardised quantiles")
+            else:
+                group = _terciles(np.broadcast_to(np.asarray(vol, float), pred_a.shape), np.asarray(self.vol_edges))
         out = {}
         for k in keys:
             hw = self.z_quantiles[k] * sigma_a
+            if group is not None and self.vol_z_quantiles:
+                q_g = np.array([self.vol_z_quantiles[t][k] for t in TERCILES] + [self.z_quantiles[k]])
+                hw = q_g[group] * sigma_a  # -1 (no vol): the pooled quantile
             if self.methods.get(k) == "unconditional":
                 q = np.array([self.coin_quantiles.get(str(c), {}).get(k, np.nan) for c in coins.ravel()], float)
                 q = q.reshape(pred_a.shape)
@@ -430,10 +480,16 @@ def fit_interval_calibration(wf: WalkForwardIntervals, # from `conformal_interva
     zq = {k: training.conformal_quantile(np.abs(z), lv) for k, lv in wf.levels.items()}
     cq = {str(c): {k: training.conformal_quantile(np.abs(g.y_ret - g.pred).to_numpy(float), lv)
                    for k, lv in wf.levels.items()} for c, g in r.groupby("coin")}
+    edges, vq = None, None
+    if wf.mondrian:  # the tercile edges and quantiles of every out-of-sample row, as the walk-forward folds had them
+        v = r[wf.vol_column].to_numpy(float)
+        edges = np.nanquantile(v, [1 / 3, 2 / 3])
+        vq = _tercile_quantiles(np.abs(z), _terciles(v, edges), wf.levels, zq)
     return IntervalCalibration(
         wf.horizon, dict(wf.levels), zq, cq, {k: choice[k]["method"] for k in wf.levels},
         {k: choice[k]["reason"] for k in wf.levels}, residual_sample(z, sample_size).tolist(),
-        {_key(x): float(np.mean(np.abs(y) > event_bound(x))) for x in wf.thresholds}, len(r))
+        {_key(x): float(np.mean(np.abs(y) > event_bound(x))) for x in wf.thresholds}, len(r),
+        None if edges is None else edges.tolist(), vq)
 
 # %% ../nbs/05c_intervals.ipynb #490986a3
 def event_report(wf: WalkForwardIntervals, # from `conformal_intervals`

@@ -23,11 +23,12 @@ from .training import Fold, diebold_mariano, mincer_zarnowitz, qlike, walk_forwa
 from .util import json_safe
 
 # %% auto #0
-__all__ = ['logger', 'HAR_WINDOWS', 'RANGE_WINDOW', 'VOLUME_WINDOWS', 'EWMA_LAMBDA', 'VOL_LOOKBACK_BARS', 'MAX_VOL_HORIZON',
-           'VOL_FEATURE_VERSION', 'PRICE_INPUT', 'VOL_REGRESSORS', 'VOL_BASELINE_INPUTS', 'VOL_FEATURES', 'VOL_MODELS',
+__all__ = ['logger', 'HAR_WINDOWS', 'RANGE_WINDOW', 'VOLUME_WINDOWS', 'EWMA_LAMBDA', 'QUARTER_WINDOW', 'LEVERAGE_WINDOWS',
+           'WEEKEND_HORIZONS', 'VOL_MIN_HISTORY_BARS', 'VOL_LOOKBACK_BARS', 'MAX_VOL_HORIZON', 'VOL_FEATURE_VERSION',
+           'PRICE_INPUT', 'VOL_REGRESSORS', 'VOL_EXTRA_REGRESSORS', 'VOL_BASELINE_INPUTS', 'VOL_FEATURES', 'VOL_MODELS',
            'VOL_BASELINES', 'SCORE_KEYS', 'MAX_MISSING_SHARE', 'volatility_features', 'realised_variance_target',
-           'fit_volatility_model', 'volatility_scores', 'VolatilityRun', 'train_volatility', 'describe_volatility_run',
-           'latest_volatility_inputs']
+           'model_regressors', 'fit_volatility_model', 'volatility_scores', 'VolatilityRun', 'train_volatility',
+           'describe_volatility_run', 'latest_volatility_inputs']
 
 # %% ../nbs/05b_volatility.ipynb #63e70142
 logger = logging.getLogger(__name__)
@@ -37,13 +38,19 @@ HAR_WINDOWS = {"6h": 6, "d": 24, "w": 168, "m": 720}  # realised-variance window
 RANGE_WINDOW = 24  # bars averaged by the Parkinson and Garman-Klass terms
 VOLUME_WINDOWS = (24, 168)  # recent mean volume over the longer mean
 EWMA_LAMBDA = 0.94  # RiskMetrics decay of the hourly EWMA
-VOL_LOOKBACK_BARS = max(HAR_WINDOWS.values()) + 1  # history a coin needs (after its last long gap) for a full row
+QUARTER_WINDOW = 2160  # bars of the quarterly level term (from a month of history on, over what there is)
+LEVERAGE_WINDOWS = {"d": 24, "w": 168}  # past returns whose negative part is the leverage term
+WEEKEND_HORIZONS = (24, 168)  # horizons whose `weekend_ahead_{h}` column `volatility_features` adds by default
+VOL_MIN_HISTORY_BARS = max(HAR_WINDOWS.values()) + 1  # history a coin needs (after its last long gap) for a full row
+VOL_LOOKBACK_BARS = QUARTER_WINDOW + 1  # bars to load per coin so that every window of the latest row is whole
 MAX_VOL_HORIZON = max(HAR_WINDOWS.values())  # longest horizon accepted (bars)
-VOL_FEATURE_VERSION = "vol-1"
+VOL_FEATURE_VERSION = "vol-2"
 PRICE_INPUT = ("coin", "ts", "open", "high", "low", "close", "volume")
 VOL_REGRESSORS = ("log_rv_6h", "log_rv_d", "log_rv_w", "log_rv_m", "log_pk", "log_gk", "log_mkt_rv", "log_volume_rel")
+VOL_EXTRA_REGRESSORS = ("log_rv_q", "neg_ret_d", "neg_ret_w", "log_rq_d", "harq_d", "weekend_past")  # har_plus, beside weekend_ahead_{h}
 VOL_BASELINE_INPUTS = ("ewma_var", "vol_168_var")
-VOL_FEATURES = VOL_REGRESSORS + VOL_BASELINE_INPUTS
+VOL_FEATURES = VOL_REGRESSORS + VOL_EXTRA_REGRESSORS + VOL_BASELINE_INPUTS  # every horizon-free column
+_WEEK_NS, _DAY_NS = 7 * 86_400 * 10**9, 86_400 * 10**9
 _LN2 = math.log(2.0)
 
 def _check_prices(prices: pd.DataFrame) -> pd.DataFrame:
@@ -85,6 +92,22 @@ def _window_sum(t: np.ndarray, values: np.ndarray, width_ns: int) -> np.ndarray:
     j = np.searchsorted(t, t - width_ns, side="right")
     return c[1:] - c[j]
 
+def _check_horizon(horizon: Any) -> int:
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 1 <= horizon <= MAX_VOL_HORIZON:
+        raise ConfigError(f"unknown volatility horizon {horizon!r}: give a whole number of bars from 1 to "
+                          f"{MAX_VOL_HORIZON} (the project forecasts 24 and 168)")
+    return int(horizon)
+
+def _weekend_ns(t: np.ndarray) -> np.ndarray:
+    "Nanoseconds of Saturdays and Sundays (UTC) from the epoch (a Thursday) to `t`."
+    t = np.asarray(t, dtype=np.int64)
+    return (t // _WEEK_NS) * 2 * _DAY_NS + np.clip(t % _WEEK_NS - 2 * _DAY_NS, 0, 2 * _DAY_NS)
+
+def _weekend_share(t: np.ndarray, first: int, n: int, bar: int) -> np.ndarray:
+    "Share of the `n` bars t + k * bar, k = first .. first + n - 1 (each one bar long), that fall on a weekend."
+    t = np.asarray(t, dtype=np.int64)
+    return (_weekend_ns(t + (first + n) * bar) - _weekend_ns(t + first * bar)) / (n * bar)
+
 def _log(x: np.ndarray) -> np.ndarray:
     "Natural log of positive finite values, NaN elsewhere."
     x = np.asarray(x, float)
@@ -120,6 +143,19 @@ def _coin_block(t: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: 
     means = [_window_sum(t, vol, w * bar) / np.maximum(_window_sum(t, present, w * bar), 1.0) for w in VOLUME_WINDOWS]
     rel = means[0] / np.where(means[1] > 0, means[1], np.nan)
     out["log_volume_rel"] = np.where(age >= max(VOLUME_WINDOWS), _log(rel), np.nan)
+    first = np.flatnonzero(new)[np.cumsum(new) - 1]  # the row that began the coin's run
+    cr, ch = np.r_[0.0, np.cumsum(r2)], np.r_[0.0, np.cumsum(span)]
+    j = np.maximum(np.searchsorted(t, t - QUARTER_WINDOW * bar, side="right"), first)  # the quarter, cut at the gap
+    hours_q = ch[1:] - ch[j]
+    out["log_rv_q"] = np.where((age >= HAR_WINDOWS["m"]) & (hours_q > 0),
+                               _log((cr[1:] - cr[j]) / np.where(hours_q > 0, hours_q, 1.0)), np.nan)
+    day = HAR_WINDOWS["d"] * bar  # quarticity: the mean r^4 over the day against (mean r^2)^2, 3 for normal returns
+    rq = _window_sum(t, r2 * r2, day) / np.maximum(_window_sum(t, span, day), 1.0)
+    out["log_rq_d"] = np.where(age >= HAR_WINDOWS["d"], _log(rq / per_hour["d"] ** 2), np.nan)
+    out["harq_d"] = out["log_rv_d"] * (out["log_rq_d"] - math.log(3.0))  # HARQ: a noisy day's term counts less
+    r0 = np.where(np.isnan(r), 0.0, r)
+    for key, w in LEVERAGE_WINDOWS.items():
+        out[f"neg_ret_{key}"] = np.where(age >= w, np.minimum(_window_sum(t, r0, w * bar), 0.0), np.nan)
     x = pd.Series(np.where(span > 0, r2 / np.where(span > 0, span, 1.0), np.nan))
     ewma = x.groupby(np.cumsum(new)).transform(lambda s: s.ewm(alpha=1 - EWMA_LAMBDA, ignore_na=True).mean())
     out["ewma_var"] = np.where(age >= HAR_WINDOWS["d"], ewma.to_numpy(), np.nan)
@@ -129,6 +165,8 @@ def _coin_block(t: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: 
 
 def volatility_features(prices: pd.DataFrame, # coin, ts (UTC), open, high, low, close, volume; hourly bars
                         max_gap: pd.Timedelta | str | None = None, # longer gaps restart a coin's windows; None: Settings.max_gap_hours
+                        *,
+                        horizons: Sequence[int] = WEEKEND_HORIZONS, # a `weekend_ahead_{h}` column for each
                        ) -> pd.DataFrame:
     "Causal volatility regressors per coin and bar (variances per hour; see the table above), sorted by coin and ts."
     p = _check_prices(prices)
@@ -147,20 +185,17 @@ def volatility_features(prices: pd.DataFrame, # coin, ts (UTC), open, high, low,
     total = np.bincount(which, weights=np.where(has, rv_d, 0.0), minlength=len(times))
     present = np.bincount(which, weights=has.astype(float), minlength=len(times))
     block["log_mkt_rv"] = _log(total / np.where(present > 0, present, np.nan))[which]
+    block["weekend_past"] = _weekend_share(t_all, 1 - HAR_WINDOWS["d"], HAR_WINDOWS["d"], bar)  # the past day's bars
     frame = pd.DataFrame({"coin": coin, "ts": p["ts"].to_numpy()})
     frame["ts"] = p["ts"]
     for k in VOL_FEATURES:
         frame[k] = block[k]
+    for h in dict.fromkeys(_check_horizon(h) for h in horizons):  # the calendar of the bars ahead: known now
+        frame[f"weekend_ahead_{h}"] = _weekend_share(t_all, 1, h, bar)
     frame.attrs["bar"] = str(pd.Timedelta(bar))
     return frame
 
 # %% ../nbs/05b_volatility.ipynb #3961d2ed
-def _check_horizon(horizon: Any) -> int:
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 1 <= horizon <= MAX_VOL_HORIZON:
-        raise ConfigError(f"unknown volatility horizon {horizon!r}: give a whole number of bars from 1 to "
-                          f"{MAX_VOL_HORIZON} (the project forecasts 24 and 168)")
-    return int(horizon)
-
 def realised_variance_target(prices: pd.DataFrame, # coin, ts (UTC), close, ... (as `volatility_features`)
                              horizon: int = 24, # bars ahead
                             ) -> pd.DataFrame:
@@ -187,12 +222,21 @@ VOL_MODELS: dict[str, tuple[str, ...]] = {  # model -> regressors
     register_family("har", "volatility"): ("log_rv_d", "log_rv_w", "log_rv_m"),
     register_family("har_range", "volatility"): ("log_rv_d", "log_rv_w", "log_rv_m", "log_pk", "log_gk"),
     register_family("har_x", "volatility"): VOL_REGRESSORS,
+    register_family("har_plus", "volatility"): VOL_REGRESSORS + VOL_EXTRA_REGRESSORS + ("weekend_ahead",),
 }
 VOL_BASELINES: dict[str, str | None] = {  # baseline -> the variance column it scales (None: per-coin constant)
     register_family("unconditional", "volatility"): None,
     register_family("ewma", "volatility"): "ewma_var",
     register_family("vol_168", "volatility"): "vol_168_var",
 }
+
+def model_regressors(name: str, # a key of VOL_MODELS
+                     horizon: int, # bars
+                    ) -> list[str]:
+    "The columns a volatility model reads at `horizon` (`weekend_ahead` becomes `weekend_ahead_{horizon}`)."
+    if name not in VOL_MODELS:
+        raise ConfigError(f"unknown volatility model {name!r}; choose from {[*VOL_MODELS, *VOL_BASELINES]}")
+    return [f"weekend_ahead_{horizon}" if c == "weekend_ahead" else c for c in VOL_MODELS[name]]
 
 def fit_volatility_model(name: str, # a key of VOL_MODELS or VOL_BASELINES
                          rows: pd.DataFrame, # training rows: coin, the regressors and `rv` (all finite, rv > 0)
@@ -208,9 +252,10 @@ def fit_volatility_model(name: str, # a key of VOL_MODELS or VOL_BASELINES
         by_coin = rows.groupby("coin")["rv"].mean()
         return ModelBundle(name, horizon, "volatility", None, [], feature_version, constant=float(rows["rv"].mean()),
                            variance={"by_coin": {str(k): float(v) for k, v in by_coin.items()}})
-    if name not in VOL_MODELS:
-        raise ConfigError(f"unknown volatility model {name!r}; choose from {[*VOL_MODELS, *VOL_BASELINES]}")
-    names = list(VOL_MODELS[name])
+    names = model_regressors(name, horizon)
+    if missing := [c for c in names if c not in rows.columns]:
+        raise ConfigError(f"volatility model {name!r} needs columns {missing}: build the rows with "
+                          f"volatility_features(..., horizons=[{horizon}])")
     X = rows[names].to_numpy(dtype=float)
     y = np.log(rows["rv"].to_numpy(dtype=float))
     model = LinearRegression().fit(X, y)
@@ -331,23 +376,23 @@ def train_volatility(prices: pd.DataFrame, # coin, ts (UTC), open, high, low, cl
     models = list(VOL_MODELS if models is None else models)
     if unknown := [m for m in models if m not in VOL_MODELS]:
         raise ConfigError(f"unknown volatility models {unknown}; choose from {list(VOL_MODELS)}")
-    feats = volatility_features(prices, max_gap)
+    feats = volatility_features(prices, max_gap, horizons=sorted({*WEEKEND_HORIZONS, horizon}))
     bar = pd.Timedelta(feats.attrs["bar"])
     data = feats.assign(rv=realised_variance_target(prices, horizon)["rv"].to_numpy())
     usable = data["rv"].gt(0) & data[["log_rv_d", "log_rv_w", "log_rv_m", *VOL_BASELINE_INPUTS]].notna().all(axis=1)
     skipped = {}
     for m in list(models):
-        share = float(data.loc[usable, list(VOL_MODELS[m])].isna().any(axis=1).mean()) if usable.any() else 1.0
+        share = float(data.loc[usable, model_regressors(m, horizon)].isna().any(axis=1).mean()) if usable.any() else 1.0
         if share > MAX_MISSING_SHARE:
             skipped[m] = share
             models.remove(m)
             logger.warning("volatility model %s skipped: its regressors are missing on %.0f%% of the usable rows "
                            "(no high/low ranges in this source?); the run goes on with %s", m, 100 * share, models)
-    need = sorted({c for m in models for c in VOL_MODELS[m]})
+    need = sorted({c for m in models for c in model_regressors(m, horizon)})
     usable &= data[need].notna().all(axis=1)
     d = data[usable].reset_index(drop=True)
     if d.empty:
-        raise DataValidationError(f"no usable rows for volatility h={horizon}: each coin needs {VOL_LOOKBACK_BARS} bars "
+        raise DataValidationError(f"no usable rows for volatility h={horizon}: each coin needs {VOL_MIN_HISTORY_BARS} bars "
                                   f"of history after its last long gap plus {horizon} bars ahead")
     ts = d["ts"].array.as_unit("ns").asi8
     folds = (walk_forward_folds(d["ts"], horizon, n_folds, test_fraction, bar) if folds is None else _as_folds(folds))
@@ -429,9 +474,13 @@ def describe_volatility_run(run: VolatilityRun, # a `train_volatility` result
 def latest_volatility_inputs(prices: pd.DataFrame, # the recent bars of every coin (>= VOL_LOOKBACK_BARS each)
                              coins: Sequence[str] | None = None, # None: every coin in prices
                              max_gap: pd.Timedelta | str | None = None, # as `volatility_features`
+                             *,
+                             horizons: Sequence[int] | None = None, # `weekend_ahead_{h}` columns; None: 24, 168 and Settings.horizons
                             ) -> pd.DataFrame:
     "One row per coin: its latest `coin, ts` and volatility regressors (NaN where the history is too short)."
-    feats = volatility_features(prices, max_gap)
+    if horizons is None:
+        horizons = sorted({*WEEKEND_HORIZONS, *(h for h in get_settings().horizons if 1 <= h <= MAX_VOL_HORIZON)})
+    feats = volatility_features(prices, max_gap, horizons=horizons)
     latest = feats.groupby("coin", sort=True).tail(1).reset_index(drop=True)
     if coins is not None:
         coins = list(dict.fromkeys(coins))
@@ -440,5 +489,5 @@ def latest_volatility_inputs(prices: pd.DataFrame, # the recent bars of every co
         latest = latest[latest["coin"].isin(coins)].reset_index(drop=True)
     if (short := latest.loc[latest[list(VOL_FEATURES)].isna().any(axis=1), "coin"].tolist()):
         logger.warning("volatility inputs incomplete for %s (history shorter than %d bars after a gap): their "
-                       "forecasts are NaN", short, VOL_LOOKBACK_BARS)
+                       "forecasts are NaN", short, VOL_MIN_HISTORY_BARS)
     return latest

@@ -200,6 +200,31 @@ def test_serving_record_round_trip_and_methods(garch):
     assert len(metrics["coverage_80_by_vol_tercile"]) == 3
 
 
+@pytest.mark.model
+def test_mondrian_covers_every_tercile_and_serves_by_vol(garch, caplog):
+    rows, folds, _, _ = garch
+    # a constant sigma knows nothing of volatility: pooled intervals over-cover calm weeks and under-cover wild ones;
+    # Mondrian quantiles per vol_168 tercile of the calibration rows move every tercile toward 80%
+    flat = rows.assign(sigma=float(np.median(rows["sigma"])))
+    pooled = interval_report(conformal_intervals(flat, folds, H))
+    mwf = conformal_intervals(flat, folds, H, mondrian=True)
+    mond = interval_report(mwf)
+    worst = {name: max(abs(c - 0.80) for c in r["methods"]["vol_conformal"]["80"]["coverage_by_vol_tercile"])
+             for name, r in (("pooled", pooled), ("mondrian", mond))}
+    assert worst["pooled"] > 0.05 and worst["mondrian"] < worst["pooled"] - 0.02, worst
+    assert mond["methods"]["vol_conformal"]["80"]["interval_score"] < pooled["methods"]["vol_conformal"]["80"]["interval_score"]
+    assert abs(mond["methods"]["vol_conformal"]["80"]["coverage"] - 0.80) < 0.015
+    cal = fit_interval_calibration(mwf, choose_interval_method(mond))
+    back = IntervalCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back == cal and len(cal.vol_edges) == 2 and set(cal.vol_z_quantiles) == {"low", "mid", "high"}
+    vol = np.array([cal.vol_edges[0] / 2, cal.vol_edges[1] * 2])
+    hi = back.intervals(np.zeros(2), np.full(2, 0.02), ["coin_0"] * 2, levels=["80"], vol=vol)["80"][1]
+    assert hi == pytest.approx(0.02 * np.array([cal.vol_z_quantiles["low"]["80"], cal.vol_z_quantiles["high"]["80"]]))
+    with caplog.at_level("WARNING"):
+        assert back.intervals(0.0, 0.02, "coin_0")["80"][1] == pytest.approx(0.02 * cal.z_quantiles["80"])
+    assert "fell back to the pooled" in caplog.text
+
+
 def test_large_move_alerts():
     probs = pd.DataFrame({"coin": ["a", "b", "c"], "probability": [0.30, 0.15, 0.05], "base_rate": [0.1, 0.1, 0.01],
                           "ts": pd.Timestamp("2024-01-01", tz="UTC")})

@@ -13,8 +13,10 @@ from cryptosentinel.sources import simulate_prices
 from cryptosentinel.volatility import (
     VOL_BASELINES,
     VOL_FEATURES,
+    VOL_LOOKBACK_BARS,
     VOL_MODELS,
     latest_volatility_inputs,
+    model_regressors,
     realised_variance_target,
     train_volatility,
     volatility_features,
@@ -65,6 +67,33 @@ def test_regressors_are_causal():
     keep = before["ts"] <= cut
     pd.testing.assert_frame_equal(before[keep].reset_index(drop=True), after[keep].reset_index(drop=True))
     assert not np.allclose(before.loc[~keep, "log_rv_d"], after.loc[~keep, "log_rv_d"], equal_nan=True)
+
+
+def test_calendar_and_level_terms():
+    "Weekend shares by hand, the quarterly level cut at a long gap, the leverage terms, and train/serve parity."
+    prices = simulate_prices(["bitcoin", "solana"], "2024-01-01", "2024-06-01")
+    f = volatility_features(prices, horizons=[24, 168, 6])
+    at = f[f.coin == "bitcoin"].set_index("ts")
+    fri = pd.Timestamp("2024-03-01 18:00", tz="UTC")  # a Friday: the next 24 bars 19:00 .. Sat 18:00 hold 19 Saturday ones
+    assert at.loc[fri, "weekend_ahead_24"] == pytest.approx(19 / 24)
+    assert at.loc[fri, "weekend_ahead_168"] == pytest.approx(48 / 168)  # any full week holds two weekend days
+    assert at.loc[fri, "weekend_ahead_6"] == pytest.approx(1 / 6)  # 19:00 .. Sat 00:00
+    assert at.loc[fri, "weekend_past"] == 0.0
+    assert at.loc[pd.Timestamp("2024-03-04 05:00", tz="UTC"), "weekend_past"] == pytest.approx(18 / 24)  # Monday
+    assert (f[["neg_ret_d", "neg_ret_w"]].dropna() <= 0).all().all()
+    assert at[["log_rv_q", "log_rq_d", "harq_d"]].iloc[800:].notna().all().all()
+    # the quarter is the mean squared return over what there is, from a month of history on
+    btc = prices[prices.coin == "bitcoin"].sort_values("ts")
+    r2 = np.diff(np.log(btc["close"].to_numpy())) ** 2
+    assert at["log_rv_q"].iloc[1000] == pytest.approx(np.log(r2[:1000].mean()))
+    assert at["log_rv_q"].iloc[3000] == pytest.approx(np.log(r2[3000 - 2160:3000].mean()))
+    # serving reads the last VOL_LOOKBACK_BARS bars and gets the same regressors as the full history
+    recent = prices[prices.ts > prices.ts.max() - pd.Timedelta(hours=VOL_LOOKBACK_BARS + 1)]
+    now = latest_volatility_inputs(recent).set_index("coin")
+    full = f.groupby("coin").tail(1).set_index("coin")
+    cols = [c for c in (*VOL_FEATURES, "weekend_ahead_24", "weekend_ahead_168") if c != "ewma_var"]
+    np.testing.assert_allclose(now[cols], full.loc[now.index, cols], rtol=1e-9)
+    assert model_regressors("har_plus", 168)[-1] == "weekend_ahead_168"
 
 
 def test_target_hand_example():
@@ -131,9 +160,11 @@ def test_gap_restarts_windows():
                     "log_rv_d"].notna().all()
 
 
-def test_volatility_bundle_round_trip(tmp_path):
+@pytest.mark.parametrize("horizon", [24, 168])
+def test_volatility_bundle_round_trip(tmp_path, horizon):
     prices = simulate_prices(["bitcoin", "ethereum"], "2024-01-01", "2024-04-15")
-    run = train_volatility(prices, 24, n_folds=2)
+    run = train_volatility(prices, horizon, n_folds=2)
+    assert "har_plus" in run.bundles and f"weekend_ahead_{horizon}" in run.bundles["har_plus"].feature_names
     now = latest_volatility_inputs(prices, ["bitcoin", "ethereum"])
     assert set(VOL_FEATURES) <= set(now.columns) and len(now) == 2
     for name, bundle in run.bundles.items():
