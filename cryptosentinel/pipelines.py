@@ -272,7 +272,7 @@ def _intervals(registry: Registry, run: TrainingRun, vol_run: VolatilityRun, fra
     "Intervals standardised by the volatility champion for every regressor of the run, before the price gate registers them."
     champion = registry.champion(run.horizon, "volatility")
     family = champion["family"] if champion else None
-    if family not in vol_run.predictions.columns:
+    if family is None or family not in vol_run.predictions.columns:
         log.warning("the %dh volatility champion %s is not in this run: price intervals stay scaled by %s",
                     run.horizon, family, run.lineage.get("scale_feature"))
         return {"volatility_family": family, "attached": False}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,10 +20,10 @@ from .bundle import ModelBundle, registered_name
 from .training import INTERVAL_LEVELS, interval_score, labelled_rows
 from .fitting import TrainingRun
 from .volatility import (VOL_BASELINES, VOL_LOOKBACK_BARS, VolatilityRun, latest_volatility_inputs,
-                                       realised_variance_target, train_volatility, volatility_features,
+                                       realised_variance_target, volatility_features,
                                        volatility_scores)
 from .intervals import (IntervalCalibration, choose_interval_method, conformal_intervals,
-                                      event_bound, event_report, fit_interval_calibration, interval_metrics,
+                                      event_report, fit_interval_calibration, interval_metrics,
                                       interval_report, large_move_alerts)
 from .registry import ModelNotFoundError, Registry
 from .notify import Alert
@@ -32,8 +32,9 @@ from .inference import HorizonModels
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'VOL_HORIZONS', 'MOVES', 'volatility_horizons', 'price_bars', 'sigma_forecasts', 'attach_intervals',
-           'RiskForecaster', 'large_move_alert_records', 'evaluate_volatility', 'evaluate_intervals']
+__all__ = ['log', 'VOL_HORIZONS', 'MOVES', 'volatility_horizons', 'price_bars', 'sigma_forecasts', 'mondrian_vol',
+           'attach_intervals', 'RiskForecaster', 'large_move_alert_records', 'evaluate_volatility',
+           'evaluate_intervals']
 
 # %% ../nbs/10b_risk.ipynb #0cae2129
 VOL_HORIZONS = (24, 168)  # next day and next week, in hourly bars
@@ -56,23 +57,28 @@ def price_bars(store: Store, # reads `prices`
 def sigma_forecasts(vol_run: VolatilityRun, # a `train_volatility` run
                     family: str, # the volatility family whose forecast scales the intervals
                     ) -> pd.DataFrame:
-    "coin, ts and sigma (the forecast standard deviation of the horizon's log return) of one family's out-of-sample rows."
+    "coin, ts, sigma (the forecast sd of the horizon's log return) of one family's out-of-sample rows, and their vol_168."
     if family not in vol_run.predictions.columns:
         raise ConfigError(f"{family!r} has no forecasts in the {vol_run.horizon}h volatility run; it has "
                           f"{sorted(vol_run.bundles)}")
     p = vol_run.predictions
-    return pd.DataFrame({"coin": p["coin"], "ts": p["ts"], "sigma": np.sqrt(p[family].to_numpy(dtype=float))})
+    return pd.DataFrame({"coin": p["coin"], "ts": p["ts"], "sigma": np.sqrt(p[family].to_numpy(dtype=float)),
+                         "vol_168": np.sqrt(p["vol_168"].to_numpy(dtype=float) / vol_run.horizon)})
+
+def mondrian_vol(inputs: pd.DataFrame, # `volatility_features` / `latest_volatility_inputs` rows
+                 ) -> np.ndarray:
+    "The variable the Mondrian intervals are grouped by: the past week's RMS hourly log return, as in training."
+    return np.sqrt(inputs["vol_168_var"].to_numpy(dtype=float))
 
 def _interval_rows(run: TrainingRun, name: str, sigma: pd.DataFrame, frame: pd.DataFrame,
                    regimes: pd.DataFrame | None) -> pd.DataFrame:
     "The price run's out-of-sample rows of one regressor with its volatility forecast, vol_168 and regime."
     rows = run.predictions[["coin", "ts", "fold", "y_ret", name]].rename(columns={name: "pred"})
     rows = rows.merge(sigma, on=["coin", "ts"], how="inner")
-    if "vol_168" in frame.columns:
-        rows = rows.merge(frame[["coin", "ts", "vol_168"]], on=["coin", "ts"], how="left")
     if regimes is not None and len(regimes):
         rows = rows.merge(regimes[["coin", "ts", "regime"]], on=["coin", "ts"], how="left")
-    ok = np.isfinite(rows["sigma"].to_numpy(dtype=float)) & (rows["sigma"].to_numpy(dtype=float) > 0)
+    ok = (np.isfinite(rows["sigma"].to_numpy(dtype=float)) & (rows["sigma"].to_numpy(dtype=float) > 0)
+          & np.isfinite(rows["vol_168"].to_numpy(dtype=float)))
     return rows[ok].reset_index(drop=True)
 
 _EVENT_KEYS = ("brier", "brier_skill", "base_rate", "event_rate")
@@ -92,7 +98,8 @@ def attach_intervals(run: TrainingRun, # a price run (`fitting.train_horizon`)
         if bundle.task != "regression":
             continue
         rows = _interval_rows(run, name, sigma, frame, regimes)
-        wf = conformal_intervals(rows, run.lineage["folds"], run.horizon, bar=pd.Timedelta(run.lineage["bar"]))
+        wf = conformal_intervals(rows, run.lineage["folds"], run.horizon, bar=pd.Timedelta(run.lineage["bar"]),
+                                 mondrian=True)
         report = interval_report(wf)
         choice = choose_interval_method(report)
         metrics = interval_metrics(report, choice)
@@ -149,13 +156,15 @@ class RiskForecaster:
             return out
         cal = IntervalCalibration.from_dict(calibration)
         pred = np.asarray(m.regression.predict(X), dtype=float)
+        vol = mondrian_vol(xv)
+        ok &= np.isfinite(vol)
         coins_ = X["coin"].to_numpy()
         method = np.full(len(X), "", dtype=object)
         for level in INTERVAL_LEVELS:
             lo, hi = m.regression.predict_interval(X, level)
             lo, hi = np.asarray(lo, dtype=float).copy(), np.asarray(hi, dtype=float).copy()
             if ok.any():
-                lo[ok], hi[ok] = cal.intervals(pred[ok], sigma[ok], coins_[ok], levels=[level])[level]
+                lo[ok], hi[ok] = cal.intervals(pred[ok], sigma[ok], coins_[ok], levels=[level], vol=vol[ok])[level]
             out[f"lo_{level}"], out[f"hi_{level}"] = lo, hi
         served = {k: cal.methods[k] for k in INTERVAL_LEVELS}
         method[ok] = served["80"] if len(set(served.values())) == 1 else ", ".join(f"{k}%: {v}" for k, v in served.items())
@@ -259,20 +268,22 @@ def evaluate_intervals(price: ModelBundle, # the price champion (with `interval_
     if not calibration:
         raise ConfigError(f"{price.name} v{price.version} has no interval calibration: retrain to score served intervals")
     cal = IntervalCalibration.from_dict(calibration)
-    d = labelled_rows(frame, price.horizon, price.feature_names, "vol_168" if "vol_168" in frame else None)
+    d = labelled_rows(frame, price.horizon, price.feature_names)
     keys = pd.DataFrame({"coin": d.coin, "ts": pd.DatetimeIndex(d.ts_ns, tz="UTC")})
     inputs = keys.merge(volatility_features(prices), on=["coin", "ts"], how="left")
     sigma = np.sqrt(np.asarray(volatility.predict(inputs), dtype=float))
     ok = np.isfinite(sigma) & (sigma > 0)
     if not ok.any():
         raise ConfigError("no row of the window has volatility inputs: give prices from 30 days before it")
+    vol = mondrian_vol(inputs)
+    ok &= np.isfinite(vol)
     y, coin = d.y[ok], d.coin[ok]
     pred = np.asarray(price.predict(d.X[ok].reset_index(drop=True)), dtype=float)
-    served = cal.intervals(pred, sigma[ok], coin)
+    served = cal.intervals(pred, sigma[ok], coin, vol=vol[ok])
     unconditional = dataclasses.replace(cal, methods=dict.fromkeys(cal.methods, "unconditional"))
-    ref = unconditional.intervals(pred, sigma[ok], coin)
-    scale = d.scale[ok] if d.scale is not None else sigma[ok]
-    tercile = np.searchsorted(np.quantile(scale, [1 / 3, 2 / 3]), scale, side="right")
+    ref = unconditional.intervals(pred, sigma[ok], coin, vol=vol[ok])
+    edges = np.asarray(cal.vol_edges) if cal.vol_edges is not None else np.quantile(vol[ok], [1 / 3, 2 / 3])
+    tercile = np.searchsorted(edges, vol[ok], side="right")  # the calibration's own tercile edges
     return json_safe({"methods": cal.methods, "n_without_inputs": int((~ok).sum()),
                       "overall": _interval_block(y, served, ref, tercile),
                       "coins": {str(c): _interval_block(y[coin == c], {k: (lo[coin == c], hi[coin == c]) for k, (lo, hi) in served.items()},
