@@ -345,10 +345,11 @@ def record_predictions(store: Any,  # a `cryptosentinel.store.Store`
                            columns=["coin", "made_at"]) if stored else rows[["coin", "made_at"]].iloc[:0]
         new = rows.merge(known, on=["coin", "made_at"], how="left", indicator=True)
         new = new[new["_merge"] == "left_only"].drop(columns="_merge").assign(**_EMPTY_VALIDATION)
+        added: list[str] = []
         if stored:
-            new = _fit_layout(new, stored, group.name)
-        out[int(h)] = store.upsert(group, new).to_dict() if len(new) else {"inserted": 0, "updated": 0,
-                                                                             "unchanged": len(rows)}
+            new, added = _fit_layout(new, stored, group.name)
+        out[int(h)] = (store.upsert(group, new, add_columns=bool(added)).to_dict() if len(new)
+                       else {"inserted": 0, "updated": 0, "unchanged": len(rows)})
     return out
 
 def _stored_columns(store: Any, group: FeatureGroupSpec) -> list[str]:
@@ -361,18 +362,18 @@ def _stored_columns(store: Any, group: FeatureGroupSpec) -> list[str]:
 def _has_rows(store: Any, group: FeatureGroupSpec) -> bool:
     return bool(_stored_columns(store, group))
 
-def _fit_layout(rows: pd.DataFrame, columns: list[str], group: str) -> pd.DataFrame:
-    "Rows in an existing group's layout: columns it lacks dropped (warned), columns the rows lack filled."
+def _fit_layout(rows: pd.DataFrame, columns: list[str], group: str) -> tuple[pd.DataFrame, list[str]]:
+    "Rows in an existing group's layout, then the columns it lacks (to add); columns the rows lack filled."
     extra = [c for c in rows.columns if c not in columns]
     if extra:
-        log.warning("%s was stored before columns %s existed and a store cannot add columns to a group: "
-                    "recording these forecasts without them", group, extra)
+        log.info("%s was stored before columns %s existed: adding them (the forecasts stored before read "
+                 "them as empty)", group, extra)
     defaults = _OPTIONAL_COLUMNS | _EMPTY_VALIDATION | {"regime": ""}
     missing = [c for c in columns if c not in rows.columns and c in defaults]
     if missing:
         log.warning("%s has columns %s that these forecasts lack: recording their defaults", group, missing)
     rows = rows.assign(**{c: defaults[c] for c in missing})
-    return rows[[c for c in columns if c in rows.columns]]
+    return rows[[c for c in columns if c in rows.columns] + extra], extra
 
 def validate_history(store: Any,  # a `cryptosentinel.store.Store`
                      horizon: int,

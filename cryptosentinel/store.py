@@ -187,6 +187,7 @@ def _compatible(kind: str, expected: str) -> bool:
 def check_batch(spec: FeatureGroupSpec,  # the group the batch is for
                 df: pd.DataFrame,  # the batch
                 schema: dict[str, str] | None = None,  # the group's columns and kinds; None: first batch
+                add_columns: bool = False,  # columns the schema lacks are added (nullable) instead of refused
                 ) -> tuple[pd.DataFrame, dict[str, str]]:
     "Check a batch against the store's rules; return it normalised (UTC, schema order) and its schema."
     if not isinstance(df, pd.DataFrame):
@@ -205,8 +206,13 @@ def check_batch(spec: FeatureGroupSpec,  # the group the batch is for
     if schema is not None:
         missing = [c for c in schema if c not in cols]
         extra = [c for c in cols if c not in schema]
-        if missing or extra:
-            failures["columns"] = f"columns differ from the group's schema: missing {missing}, unexpected {extra}"
+        if missing or (extra and not add_columns):
+            hint = "" if add_columns or not extra else " (upsert with add_columns=True adds them)"
+            failures["columns"] = (f"columns differ from the group's schema: missing {missing}, "
+                                   f"unexpected {extra}{hint}")
+        added_keys = [c for c in extra if c in spec.primary_key]
+        if add_columns and added_keys:
+            failures["add_columns"] = f"key columns {added_keys} cannot be added to an existing group"
     if failures:
         raise BatchRejectedError(spec.name, failures)
 
@@ -234,7 +240,8 @@ def check_batch(spec: FeatureGroupSpec,  # the group the batch is for
             dtype_problems.append(f"{c}: the group stores {expected}, the batch has {df[c].dtype} ({k})")
         elif expected is None and k not in _KINDS:
             why = "all null, so its type is unknown: cast it" if k == "null" else f"cannot store {k}"
-            dtype_problems.append(f"{c}: {why}")
+            new = " (a new column)" if schema is not None else ""
+            dtype_problems.append(f"{c}{new}: {why}")
     if kinds[entity] not in ("str", "null"):
         dtype_problems.append(f"{entity}: must be strings, got {df[entity].dtype}")
     if kinds[et] not in ("datetime", "naive_datetime"):
@@ -253,9 +260,10 @@ def check_batch(spec: FeatureGroupSpec,  # the group the batch is for
     if failures:
         raise BatchRejectedError(spec.name, failures)
 
-    order = [entity, et] + [c for c in (schema or cols) if c not in spec.primary_key]
+    added = [c for c in cols if schema is not None and c not in schema]  # only with add_columns
+    order = [entity, et] + [c for c in [*(schema or cols), *added] if c not in spec.primary_key]
     out = df.loc[:, order].copy()
-    new_schema = dict(schema) if schema is not None else {c: kinds[c] for c in order}
+    new_schema = {**schema, **{c: kinds[c] for c in added}} if schema is not None else {c: kinds[c] for c in order}
     for c, k in new_schema.items():
         if k == "datetime":
             out[c] = pd.to_datetime(out[c], utc=True).astype("datetime64[ns, UTC]")
@@ -288,7 +296,8 @@ class Store(Protocol):
 
     def get_or_create_feature_group(self, spec: FeatureGroupSpec) -> FeatureGroupSpec: ...
     def feature_groups(self) -> list[dict[str, Any]]: ...
-    def upsert(self, group: GroupRef, df: pd.DataFrame, validate: Validator | None = None) -> UpsertResult: ...
+    def upsert(self, group: GroupRef, df: pd.DataFrame, validate: Validator | None = None, *,
+               add_columns: bool = False) -> UpsertResult: ...
     def read(self, group: GroupRef, coins: Sequence[str] | None = None, start: Any = None, end: Any = None,
              columns: Sequence[str] | None = None) -> pd.DataFrame: ...
     def latest(self, group: GroupRef, coins: Sequence[str] | None = None,

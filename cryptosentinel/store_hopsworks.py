@@ -83,6 +83,16 @@ def hopsworks_login(api_key: str | None, project: str | None, host: str | None,
 # %% ../nbs/04b_store_hopsworks.ipynb #b9e589c1
 _HOPS_TYPES = {"double": "float", "float": "float", "bigint": "int", "int": "int", "smallint": "int",
                "tinyint": "int", "boolean": "bool", "string": "str", "timestamp": "datetime"}
+_HOPS_TYPE_OF = {"float": "double", "int": "bigint", "bool": "boolean", "str": "string", "datetime": "timestamp"}
+
+def _feature_class(login: Callable[..., Any] | None = None) -> type:
+    "The client's `Feature` class, what `fg.append_features` takes: a stand-in client declares its own."
+    declared = getattr(getattr(login, "__self__", None), "Feature", None)
+    if declared is not None:
+        return declared
+    from hsfs.feature import Feature  # heavy, installed with hopsworks
+
+    return Feature
 
 RUNS = FeatureGroupSpec("runs", 1, primary_key=("run_id", "created_at"), event_time="created_at",
                         description="Pipeline run records: kind, time (ISO, microseconds) and a JSON record.")
@@ -193,6 +203,7 @@ class HopsworksStore:
         self.project = getattr(self._project, "name", project)
         self.host = host
         self._errors = hopsworks_errors(login)
+        self._login = login
         self._groups: dict[tuple[str, int], tuple[FeatureGroupSpec, Any]] = {}
 
     @classmethod
@@ -351,13 +362,16 @@ class HopsworksStore:
         return {"backend": self.backend, "project": self.project, "host": self.host, "tables": tables}
 
     # --- writes
-    def upsert(self, group: GroupRef, df: pd.DataFrame, validate: Validator | None = None) -> UpsertResult:
+    def upsert(self, group: GroupRef, df: pd.DataFrame, validate: Validator | None = None, *,
+               add_columns: bool = False) -> UpsertResult:
         "Check the batch, then insert only its new and changed rows (one Hopsworks commit)."
         t0 = time.perf_counter()
         spec, fg = self._fg(group)
         df = _run_validator(validate, df, spec.name)
         schema = self._schema(spec, fg)
-        clean, new_schema = check_batch(spec, df, schema)
+        clean, new_schema = check_batch(spec, df, schema, add_columns=add_columns)
+        if schema is not None and len(new_schema) > len(schema):
+            self._append_features(spec, fg, {c: k for c, k in new_schema.items() if c not in schema})
         if clean.empty:
             return UpsertResult(0, 0, 0)
         keys = [spec.entity, spec.event_time]
@@ -372,6 +386,9 @@ class HopsworksStore:
             for c in new_schema:
                 if c in keys:
                     continue
+                if c not in schema:  # just added: the stored rows hold nothing in it
+                    changed |= merged[c].notna().to_numpy()
+                    continue
                 a, b = merged[c], merged[f"{c}__old"]
                 same = (a == b).fillna(False).to_numpy(dtype=bool) | (a.isna() & b.isna()).to_numpy()
                 changed |= ~same
@@ -384,6 +401,13 @@ class HopsworksStore:
         log.info("upsert %s v%d on Hopsworks: %s in %.2fs", spec.name, spec.version, result,
                  time.perf_counter() - t0)
         return result
+
+    def _append_features(self, spec: FeatureGroupSpec, fg: Any, added: dict[str, str]) -> None:
+        "`fg.append_features` for columns the checked batch adds: nullable, the stored rows read them as null."
+        feature = _feature_class(self._login)
+        with self._call(f"adding columns {list(added)} to {spec.name} v{spec.version}"):
+            fg.append_features([feature(name=c, type=_HOPS_TYPE_OF[k]) for c, k in added.items()])
+        log.info("feature group %s v%d on Hopsworks: added columns %s", spec.name, spec.version, added)
 
     # --- feature views
     def get_or_create_feature_view(self, name: str, version: int, features_group: GroupRef,

@@ -272,6 +272,8 @@ class LocalStore:
     def upsert(self, group: GroupRef,  # the feature group (spec or name)
                df: pd.DataFrame,  # rows keyed by (coin, ts)
                validate: Validator | None = None,  # extra check run first, e.g. ingest.validate_prices
+               *,
+               add_columns: bool = False,  # columns the group lacks are added (nullable), in the same transaction
                ) -> UpsertResult:
         "Insert new rows and update changed ones in one transaction; a bad batch is rejected whole."
         t0 = time.perf_counter()
@@ -282,9 +284,11 @@ class LocalStore:
         df = _run_validator(validate, df, spec.name)
         with self._write() as conn:
             spec, schema = self._ensure_group(conn, spec)
-            clean, new_schema = check_batch(spec, df, schema)
+            clean, new_schema = check_batch(spec, df, schema, add_columns=add_columns)
             if schema is None:
                 self._create_table(conn, spec, new_schema)
+            elif len(new_schema) > len(schema):
+                self._add_columns(conn, spec, schema, new_schema)
             result = self._upsert_rows(conn, spec, new_schema, clean) if len(clean) else UpsertResult(0, 0, 0)
         log.info("upsert %s v%d: %d inserted, %d updated, %d unchanged in %.2fs", spec.name, spec.version,
                  result.inserted, result.updated, result.unchanged, time.perf_counter() - t0)
@@ -297,6 +301,16 @@ class LocalStore:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {_q(spec.table)} ({cols}, PRIMARY KEY ({pk})) WITHOUT ROWID")
         conn.execute("UPDATE feature_groups SET columns = ? WHERE name = ? AND version = ?",
                      (json.dumps(schema), spec.name, spec.version))
+
+    def _add_columns(self, conn: sqlite3.Connection, spec: FeatureGroupSpec, schema: dict[str, str],
+                     new_schema: dict[str, str]) -> None:
+        "ALTER TABLE for the columns `new_schema` adds (stored rows read them as NULL), and the columns JSON."
+        added = {c: k for c, k in new_schema.items() if c not in schema}
+        for c, k in added.items():
+            conn.execute(f"ALTER TABLE {_q(spec.table)} ADD COLUMN {_q(c)} {_SQL_TYPES[k]}")
+        conn.execute("UPDATE feature_groups SET columns = ? WHERE name = ? AND version = ?",
+                     (json.dumps(new_schema), spec.name, spec.version))
+        log.info("feature group %s v%d: added columns %s", spec.name, spec.version, added)
 
     def _upsert_rows(self, conn: sqlite3.Connection, spec: FeatureGroupSpec, schema: dict[str, str],
                      df: pd.DataFrame) -> UpsertResult:

@@ -11,6 +11,9 @@ Behaviours kept from the real client:
 * `insert` lower-cases column names and converts tz-aware times to naive UTC; the offline table is
   upserted on primary key + event time; an online-enabled group keeps the last written row per primary
   key (last write wins); a frame whose columns or types differ from the schema is refused.
+* `append_features` takes `Feature`s (a TypeError otherwise, as hsfs), refuses names the group has, and
+  gives the stored rows nulls in the new columns; `FakeHopsworks.Feature` is the class to build them with
+  (the real one is `hsfs.feature.Feature`).
 * feature filters: `>=`, `<`, `==`, ... turn timestamps into `"%Y-%m-%d %H:%M:%S"` UTC strings and
   `isin` JSON-encodes its list, as `hsfs.feature.Feature` does.
 * queries join point-in-time: each left row gets the newest right row with event time <= its own.
@@ -247,6 +250,22 @@ class FeatureGroup:
              read_options: dict | None = None, start_time=None, end_time=None):
         return self.select_all().read(online=online, start_time=start_time, end_time=end_time)
 
+    def append_features(self, features):
+        new = [features] if isinstance(features, Feature) else features
+        if not isinstance(new, list) or not all(isinstance(f, Feature) for f in new):
+            raise TypeError("The argument `features` has to be of type `Feature` or a list thereof")
+        self._require_created()
+        have = {f.name for f in self.features}
+        clash = [f.name for f in new if f.name in have]
+        if clash or len({f.name for f in new}) != len(new):
+            raise FeatureStoreException(f"features {clash or [f.name for f in new]} already exist in {self.name}")
+        empty = {"double": np.nan, "float": np.nan, "bigint": np.nan, "timestamp": pd.NaT}
+        for f in new:
+            self.features.append(Feature(f.name.lower(), f.type))
+            self._data[f.name.lower()] = pd.Series([empty.get(f.type)] * len(self._data), index=self._data.index,
+                                                   dtype=object if f.type not in empty else None)
+        return self
+
     def insert(self, features, overwrite: bool = False, operation: str = "upsert", storage: str | None = None,
                write_options: dict | None = None, validation_options: dict | None = None, wait: bool = False,
                transformation_context: dict | None = None, transform: bool = True, n_processes: int | None = None):
@@ -434,6 +453,7 @@ class FakeHopsworks:
     """
 
     errors: tuple[type[Exception], ...] = (FeatureStoreException, RestAPIError)
+    Feature = Feature  # what `fg.append_features` takes (hsfs.feature.Feature in the real client)
 
     def __init__(self, api_key: str = "test-key", project: str = "cryptosentinel"):
         self.api_key, self.default_project = api_key, project

@@ -256,20 +256,34 @@ def test_without_a_volatility_champion_the_risk_columns_stay_empty_and_other_reg
         bad.predict(latest, live={"bitcoin": True, "ethereum": True}, now=now)
 
 
-def test_new_columns_are_recorded_in_a_new_history_and_left_out_of_an_older_one(tmp_path, caplog):
+def test_new_columns_are_added_to_an_older_history_without_losing_its_rows(tmp_path, caplog):
     X = pd.DataFrame({"coin": ["bitcoin"], "ts": [T0], "close": [100.0]})
     ivals = {"80": ([-0.01], [0.01]), "95": ([-0.02], [0.02])}
-    rows = inference.forecast_rows(X, 24, [0.0], ivals, [np.nan], "random_walk@1", "forecast",
+    rows = inference.forecast_rows(X, 24, [0.0], ivals, [np.nan], "random_walk@1", "forecast", p_up_base_rate=0.48,
                                    vol_forecast=[0.02], p_move_5=[0.1], p_move_10=[0.01], interval_method="vol_conformal")
     with local_store(tmp_path / "new.sqlite") as store:
         inference.record_predictions(store, rows)
         stored = store.read("predictions_h24")
         assert stored.loc[0, "vol_forecast"] == 0.02 and stored.loc[0, "interval_method"] == "vol_conformal"
-    old_layout = rows.drop(columns=[*inference.RISK_COLUMNS, "p_up_base_rate"])
+    added = [*inference.RISK_COLUMNS, "p_up_base_rate"]
+    old_layout = rows.drop(columns=added)
     with local_store(tmp_path / "old.sqlite") as store:
         inference.record_predictions(store, old_layout)  # a history written before the risk columns
+        before = store.read("predictions_h24")
+        assert not set(added) & set(before.columns)
         later = rows.assign(made_at=T0 + pd.Timedelta(hours=1))
-        with caplog.at_level("WARNING", logger="cryptosentinel.inference"):
+        with caplog.at_level("INFO", logger="cryptosentinel.inference"):
             assert inference.record_predictions(store, later)[24]["inserted"] == 1
-        assert "vol_forecast" in caplog.text and "cannot add columns" in caplog.text
-        assert len(store.read("predictions_h24")) == 2
+        assert "adding them" in caplog.text and all(c in caplog.text for c in added)
+        history = store.read("predictions_h24")
+        assert len(history) == 2 and set(added) <= set(history.columns)
+        old, new = history.iloc[0], history.iloc[1]
+        pd.testing.assert_series_equal(old[before.columns], before.iloc[0], check_names=False)  # kept as it was
+        assert np.isnan([old["vol_forecast"], old["p_move_5"], old["p_move_10"], old["p_up_base_rate"]]).all()
+        assert old["interval_method"] in (None, "")  # a NULL text reads as empty
+        assert (new["vol_forecast"], new["p_move_5"], new["interval_method"], new["p_up_base_rate"]) == \
+            (0.02, 0.1, "vol_conformal", 0.48)
+        # the old layout's writers still work: the columns they lack are filled with defaults
+        assert inference.record_predictions(store, old_layout.assign(made_at=T0 + pd.Timedelta(hours=2))
+                                            )[24]["inserted"] == 1
+        assert store.read("predictions_h24").iloc[2]["interval_method"] == ""

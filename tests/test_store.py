@@ -1,6 +1,7 @@
 """The local feature store: round trips, idempotent upserts, rejected batches, reads, staleness, runs."""
 
 import json
+import re
 import threading
 
 import numpy as np
@@ -375,3 +376,94 @@ def test_times_may_be_unix_seconds(store):
     assert store.read("prices", coins=["bitcoin"], start=start)["ts"].dt.hour.tolist() == [2, 3]
     with pytest.raises(StoreError, match="start: cannot read"):
         store.read("prices", start="not a time")
+
+
+# --- schema evolution: a group gains nullable columns --------------------------------------------------
+
+def _wider(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows with one new column of every storable kind."""
+    return df.assign(spread=0.25, trades=7, halted=False, venue="sim",
+                     listed_at=pd.Timestamp("2023-06-01", tz="UTC"))
+
+
+def _table_columns(store: LocalStore, spec: FeatureGroupSpec) -> list[str]:
+    with store._read() as conn:
+        return [r[1] for r in conn.execute(f'PRAGMA table_info("{spec.table}")')]
+
+
+def test_add_columns_keeps_stored_rows_and_reads_them_as_null(store, tmp_path):
+    old = make_prices(n=4)
+    store.upsert(PRICES, old)
+    new = _wider(make_prices(n=2, start="2024-02-01"))
+    with pytest.raises(BatchRejectedError, match=r"unexpected \['spread'.*add_columns=True"):
+        store.upsert(PRICES, new)  # without the flag the schema stays fixed
+    assert store.upsert(PRICES, new, add_columns=True) == UpsertResult(len(new), 0, 0)
+
+    back = store.read("prices")
+    assert len(back) == len(old) + len(new)
+    was = back[back.ts < "2024-02-01"]
+    pd.testing.assert_frame_equal(was[list(old.columns)].reset_index(drop=True),
+                                  old.sort_values(["coin", "ts"]).reset_index(drop=True))  # untouched
+    assert was.spread.isna().all() and was.trades.isna().all() and was.halted.isna().all()
+    assert was.venue.tolist() == [None] * len(was) and was.listed_at.isna().all()  # as a stored NULL reads
+    now = back[back.ts >= "2024-02-01"]
+    assert (now.spread == 0.25).all() and (now.trades == 7).all() and (~now.halted.astype(bool)).all()
+    assert (now.venue == "sim").all() and (now.listed_at == pd.Timestamp("2023-06-01", tz="UTC")).all()
+    columns = store.feature_groups()[0]["columns"]
+    assert list(columns)[-5:] == ["spread", "trades", "halted", "venue", "listed_at"]
+    assert [columns[c] for c in ["spread", "trades", "halted", "venue", "listed_at"]] == \
+        ["float", "int", "bool", "str", "datetime"]
+    assert _table_columns(store, PRICES) == list(columns)
+
+    # the stored rows can be filled later (an update), and a second process sees the wider group
+    assert store.upsert(PRICES, old.assign(spread=0.5, trades=1, halted=True, venue="x",
+                                           listed_at=pd.Timestamp("2023-01-01", tz="UTC"))).updated == len(old)
+    with LocalStore(store.path) as other:
+        assert other.read("prices", columns=["spread"]).spread.notna().all()
+    with pytest.raises(BatchRejectedError, match="missing"):
+        store.upsert(PRICES, make_prices(n=1, start="2024-03-01"), add_columns=True)  # columns never drop
+
+
+@pytest.mark.parametrize("column,why", [
+    ("note", "note (a new column): all null"),
+    ("blob", "blob (a new column): cannot store"),
+])
+def test_add_columns_refuses_columns_without_a_storable_kind(store, column, why):
+    store.upsert(PRICES, make_prices(n=3))
+    before, json_before = store.read("prices"), store.feature_groups()[0]["columns"]
+    df = make_prices(n=2, start="2024-02-01").assign(spread=1.0)
+    df[column] = None if column == "note" else [{"a": 1}] * len(df)
+    with pytest.raises(BatchRejectedError, match=re.escape(why)) as info:
+        store.upsert(PRICES, df, add_columns=True)
+    assert "dtype" in info.value.failures
+    assert store.feature_groups()[0]["columns"] == json_before and _table_columns(store, PRICES) == list(json_before)
+    pd.testing.assert_frame_equal(store.read("prices"), before)
+
+
+def test_key_columns_are_never_added():
+    from cryptosentinel.store import check_batch
+    df = make_prices(n=2)
+    _, schema = check_batch(PRICES, df)
+    without_ts = {c: k for c, k in schema.items() if c != "ts"}
+    with pytest.raises(BatchRejectedError, match=r"key columns \['ts'\] cannot be added") as info:
+        check_batch(PRICES, df, without_ts, add_columns=True)
+    assert "add_columns" in info.value.failures
+
+
+def test_added_columns_roll_back_with_a_failed_batch(store):
+    store.upsert(PRICES, make_prices(n=5))
+    before, json_before = store.read("prices"), store.feature_groups()[0]["columns"]
+
+    def boom():
+        raise RuntimeError("crash after the ALTER TABLE, before commit")
+
+    store._before_commit = boom
+    with pytest.raises(RuntimeError):
+        store.upsert(PRICES, _wider(make_prices(n=3, start="2024-02-01")), add_columns=True)
+    store._before_commit = None
+    assert store.feature_groups()[0]["columns"] == json_before  # the JSON ...
+    assert _table_columns(store, PRICES) == list(json_before)  # ... and the table are as they were
+    pd.testing.assert_frame_equal(store.read("prices"), before)
+    with pytest.raises(BatchRejectedError, match="unexpected"):
+        store.upsert(PRICES, _wider(make_prices(n=3, start="2024-02-01")))
+    assert store.upsert(PRICES, _wider(make_prices(n=3, start="2024-02-01")), add_columns=True).inserted == 9

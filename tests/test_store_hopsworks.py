@@ -71,6 +71,7 @@ def _real():
         FakeFeatureStore.get_or_create_feature_view: feature_store.FeatureStore.get_or_create_feature_view,
         FakeFeatureStore.get_feature_view: feature_store.FeatureStore.get_feature_view,
         FakeFeatureGroup.insert: feature_group.FeatureGroup.insert,
+        FakeFeatureGroup.append_features: feature_group.FeatureGroup.append_features,
         FakeFeatureGroup.select_all: feature_group.FeatureGroup.select_all,
         FakeFeatureGroup.select: feature_group.FeatureGroup.select,
         FakeFeatureGroup.get_feature: feature_group.FeatureGroup.get_feature,
@@ -101,6 +102,18 @@ def test_fake_keeps_the_real_signatures():
         required = [n for n, p in real_params.items() if p.default is inspect.Parameter.empty
                     and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         assert set(required) <= set(fake_params), f"{name}: misses required {required}"
+
+
+def test_features_are_built_as_the_real_feature_class_takes_them():
+    pytest.importorskip("hopsworks")
+    from hsfs.feature import Feature
+
+    from cryptosentinel.store_hopsworks import _HOPS_TYPE_OF, _HOPS_TYPES, _feature_class
+    assert _feature_class() is Feature  # no stand-in client: the real class
+    assert _feature_class(FakeHopsworks().login) is FakeFeature
+    real = Feature(name="spread", type=_HOPS_TYPE_OF["float"])  # the call HopsworksStore makes
+    assert (real.name, real.type) == ("spread", "double")
+    assert all(_HOPS_TYPES[t] == k for k, t in _HOPS_TYPE_OF.items())  # the round trip keeps the kind
 
 
 # --- login and backend choice ------------------------------------------------------------------------
@@ -349,3 +362,51 @@ def test_login_bug_is_not_a_store_error(fake):
 
     with pytest.raises(TypeError, match="unexpected keyword"):
         hopsworks_login("k", "cs", None, login, "get_feature_store", "the feature store", StoreError)
+
+
+# --- schema evolution: a group gains nullable columns --------------------------------------------------
+
+def test_add_columns_on_both_backends(store):
+    old = make_prices(n=4)
+    store.upsert(PRICES, old)
+    new = make_prices(n=2, start="2024-02-01").assign(spread=0.25, venue="sim", trades=3)
+    with pytest.raises(BatchRejectedError, match="unexpected"):
+        store.upsert(PRICES, new)
+    assert store.upsert(PRICES, new, add_columns=True) == UpsertResult(len(new), 0, 0)
+    back = store.read("prices")
+    was, now = back[back.ts < "2024-02-01"], back[back.ts >= "2024-02-01"]
+    assert len(was) == len(old) and was.spread.isna().all() and was.venue.isna().all() and was.trades.isna().all()
+    assert (now.spread == 0.25).all() and (now.venue == "sim").all() and (now.trades == 3).all()
+    columns = {g["name"]: g["columns"] for g in store.feature_groups()}["prices"]
+    assert list(columns)[-3:] == ["spread", "venue", "trades"]
+    assert [columns[c] for c in ("spread", "venue", "trades")] == ["float", "str", "int"]
+    # the same batch again writes nothing; filling an old row is an update
+    assert store.upsert(PRICES, new) == UpsertResult(0, 0, len(new))
+    assert store.upsert(PRICES, old.iloc[:1].assign(spread=1.0, venue="x", trades=1)) == UpsertResult(0, 1, 0)
+    with pytest.raises(BatchRejectedError, match=r"note \(a new column\): all null"):
+        store.upsert(PRICES, new.assign(note=None), add_columns=True)
+
+
+def test_add_columns_on_hopsworks_appends_typed_features(fake, hops):
+    hops.upsert(PRICES, make_prices(n=3))
+    fg = _fg(fake, "prices")
+    before = [(f.name, f.type) for f in fg.features]
+    with pytest.raises(BatchRejectedError):  # a refused batch appends nothing
+        hops.upsert(PRICES, make_prices(n=2, start="2024-02-01").assign(spread=1.0, note=None), add_columns=True)
+    assert [(f.name, f.type) for f in fg.features] == before
+    hops.upsert(PRICES, make_prices(n=2, start="2024-02-01").assign(
+        spread=1.0, flag=True, at=pd.Timestamp("2024-01-01", tz="UTC")), add_columns=True)
+    assert [(f.name, f.type) for f in fg.features] == before + [("spread", "double"), ("flag", "boolean"),
+                                                                ("at", "timestamp")]
+    assert hops.read("prices", columns=["at"])["at"].isna().sum() == 9
+
+
+def test_a_refused_append_is_a_store_error(fake, hops, monkeypatch):
+    hops.upsert(PRICES, make_prices(n=3))
+
+    def refuse(self, features):
+        raise RestAPIError("HTTP code: 400, feature name invalid")
+
+    monkeypatch.setattr(FakeFeatureGroup, "append_features", refuse)
+    with pytest.raises(StoreError, match=r"adding columns \['spread'\] to prices v1 failed"):
+        hops.upsert(PRICES, make_prices(n=2, start="2024-02-01").assign(spread=1.0), add_columns=True)
