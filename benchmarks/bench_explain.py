@@ -24,17 +24,15 @@ a shared 2-core box other jobs stretch every number.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import feature_frame, shared_prices, write_result
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
@@ -42,13 +40,9 @@ from sklearn.preprocessing import StandardScaler
 from xgboost import XGBRegressor
 
 from cryptosentinel.explain import agreement, lime_explain, make_explainer
-from cryptosentinel.features import FEATURE_NAMES, FEATURE_VERSION, build_features
+from cryptosentinel.features import FEATURE_NAMES, FEATURE_VERSION
 from cryptosentinel.registry import ModelBundle
-from cryptosentinel.snapshots import read_csv_snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "explain.json"
 HORIZON = 24
 HELD_OUT = 2_000
 
@@ -66,9 +60,7 @@ def timed(fn, repeats: int) -> dict[str, float]:
 
 
 def load(rows: int) -> pd.DataFrame:
-    prices = read_csv_snapshot(DATA).frame
-    feats = build_features(prices).merge(prices[["coin", "ts", "close"]], on=["coin", "ts"])
-    feats = feats.sort_values(["coin", "ts"], ignore_index=True)
+    feats = feature_frame(shared_prices()).sort_values(["coin", "ts"], ignore_index=True)
     ahead = feats.groupby("coin")[["ts", "close"]].shift(-HORIZON)
     exact = ahead["ts"] == feats["ts"] + pd.Timedelta(hours=HORIZON)  # no label across a gap
     feats["y"] = np.where(exact, np.log(ahead["close"] / feats["close"]), np.nan)
@@ -82,9 +74,6 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"no data at {DATA}: nothing to benchmark", file=sys.stderr)
-        return 1
 
     t0 = time.perf_counter()
     data = load(args.rows)
@@ -149,7 +138,6 @@ def main() -> int:
     print(f"LIME vs SHAP on the latest row: overlap {agree['top_k_overlap']}, Spearman {agree['spearman']}, "
           f"sign {agree['sign_agreement']}")
 
-    OUT.parent.mkdir(parents=True, exist_ok=True)
     out = {"benchmark": "explain", "rows": len(data), "train_rows": len(train), "held_out_rows": len(held),
            "features": len(FEATURE_NAMES), "coins": int(data["coin"].nunique()), "horizon": HORIZON,
            "models": {"xgb_d4": "XGBRegressor 300 trees depth 4 (training's xgb_reg settings)",
@@ -163,8 +151,8 @@ def main() -> int:
            "lime_vs_shap_latest_row": {k: agree[k] for k in ("k", "top_k_overlap", "spearman", "sign_agreement")},
            "load_average": os.getloadavg(), "cpus": os.cpu_count(), "python": platform.python_version(),
            "versions": {p: version(p) for p in ("shap", "xgboost", "scikit-learn", "lime", "numpy")}}
-    OUT.write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {OUT.relative_to(ROOT)}")
+    print()
+    write_result("explain", out)
     return 0
 
 

@@ -31,22 +31,18 @@ includes loading the compiled kernels.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import talib
+from _common import SHARED, write_result
 
 from cryptosentinel import features as F
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "features.json"
 REPEATS = int(os.environ.get("BENCH_REPEATS", "15"))
 TICKERS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "ADA": "cardano", "XRP": "ripple",
            "DOGE": "dogecoin", "LTC": "litecoin", "BNB": "binancecoin"}
@@ -56,7 +52,7 @@ STEP_NS = 3_600 * 10**9
 
 def load() -> pd.DataFrame:
     frames = []
-    for path in sorted(DATA.glob("*USDT_1h.csv")):
+    for path in sorted(SHARED.glob("*USDT_1h.csv")):
         raw = pd.read_csv(path).iloc[:-1]  # the last candle was still open
         frames.append(pd.DataFrame({
             "coin": TICKERS[path.name.split("USDT")[0]], "ts": pd.to_datetime(raw["date"]).dt.tz_localize("UTC"),
@@ -282,8 +278,6 @@ def main() -> None:
                     "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0],
                     "numpy": np.__version__, "pandas": pd.__version__, "talib": talib.__version__},
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"features benchmark: {len(prices):,} rows in, {len(ours):,} rows out, {len(F.FEATURE_NAMES)} features,"
           f" {REPEATS} rounds, load {load_before:.1f}")
     print(f"{'job':<19}{'median ms':>10}{'min':>8}{'q1':>8}{'q3':>8}{'max':>8}")
@@ -294,7 +288,7 @@ def main() -> None:
     print(f"old yardstick (8 core TA-Lib indicators, 12 columns): ours / talib_core = {core:.2f}")
     print(f"first build_features call in this process: {first_call * 1e3:.0f} ms;"
           f" talib_same_set max |diff| vs ours = {max_abs_diff:.1e}")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_result("features", result)
 
 
 if __name__ == "__main__":

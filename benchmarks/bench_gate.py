@@ -18,41 +18,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+from _common import feature_frame, machine, shared_prices, write_result
 from scipy import stats
 
-from cryptosentinel.features import build_features
 from cryptosentinel.fitting import train_horizon
 from cryptosentinel.registry import GATE_ALPHA, GATE_FOLD_SHARE, GATE_MIN_IMPROVEMENT, gate_tests
-from cryptosentinel.snapshots import read_csv_snapshot
-from cryptosentinel.util import json_safe
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "gate.json"
-
-
-def block_permuted(frame: pd.DataFrame, rng: np.random.Generator, block: int = 168) -> pd.DataFrame:
-    "Each coin's hourly log returns shuffled in blocks of `block` bars (a derangement of the blocks), closes rebuilt."
-    out = frame.sort_values(["coin", "ts"]).reset_index(drop=True)
-    close = out["close"].to_numpy(dtype=float).copy()
-    for idx in out.groupby("coin").indices.values():
-        r = np.diff(np.log(close[idx]))
-        blocks = [r[i:i + block] for i in range(0, len(r), block)]
-        order = rng.permutation(len(blocks))
-        while len(blocks) > 1 and (order == np.arange(len(blocks))).any():
-            order = rng.permutation(len(blocks))
-        close[idx] = close[idx[0]] * np.exp(np.r_[0.0, np.cumsum(np.concatenate([blocks[k] for k in order]))])
-    return out.assign(close=close)
+from cryptosentinel.training import block_permuted
 
 
 def gate(run, shrink: float = 0.02) -> tuple[dict, dict]:
@@ -74,12 +51,8 @@ def main() -> int:
     parser.add_argument("--real-models", default="ridge_reg,hgb_reg,xgb_reg", help="models for the real labels")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"no data at {SHARED}: nothing to benchmark", file=sys.stderr)
-        return 1
     t0 = time.perf_counter()
-    prices = read_csv_snapshot(SHARED).frame
-    frame = build_features(prices).merge(prices[["coin", "ts", "close"]], on=["coin", "ts"], how="left")
+    frame = feature_frame(shared_prices())
     frame = frame[frame["ts"] > frame["ts"].max() - pd.Timedelta(days=args.days)].reset_index(drop=True)
     print(f"features: {len(frame):,} rows, {frame['coin'].nunique()} coins, last {args.days} days "
           f"({time.perf_counter() - t0:.0f} s)")
@@ -130,13 +103,9 @@ def main() -> int:
         "real": {"models": args.real_models.split(","), "passing": passing, "verdict": verdict,
                  "random_walk_stays_champion": not passing, "mae": real_mae,
                  "tests": {nm: dataclasses.asdict(t) for nm, t in real_tests.items()}, "seconds": round(real_s, 1)},
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg_at_end": os.getloadavg()},
-        "measured_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "machine": machine(), "measured_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(json_safe(result), indent=2) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_result("gate", result)
     return 0
 
 

@@ -6,20 +6,17 @@ Reads ../shared/data in place. Each case: one warm-up run, then the median of 5 
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
+
+from _common import SHARED, write_result
 
 from cryptosentinel.config import DEFAULT_COINS
 from cryptosentinel.ingest import validate_prices
 from cryptosentinel.snapshots import read_csv_snapshot
 from cryptosentinel.sources import simulate_prices
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-OUT = ROOT / "reports" / "bench" / "ingest.json"
 REPEATS = 5
 
 
@@ -35,7 +32,7 @@ def timed(fn, repeats: int = REPEATS) -> tuple[list[float], object]:
 
 def main() -> None:
     cases = {}
-    hourly_dir = DATA / "hourly_binance_spot"
+    hourly_dir = SHARED
     if hourly_dir.is_dir():
         times, load = timed(lambda: read_csv_snapshot(hourly_dir))
         cases["csv_hourly_8_files_read_validate"] = {
@@ -52,10 +49,8 @@ def main() -> None:
     print(f"{'case':40s} {'rows':>8s} {'median s':>9s} {'rows/s':>11s}")
     for name, c in cases.items():
         print(f"{name:40s} {c['rows']:8d} {c['median_s']:9.3f} {c['rows'] / c['median_s']:11,.0f}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"benchmark": "ingest", "repeats": REPEATS, "python": platform.python_version(),
-                               "machine": platform.machine(), "cases": cases}, indent=2) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_result("ingest", {"benchmark": "ingest", "repeats": REPEATS, "python": platform.python_version(),
+                            "machine": platform.machine(), "cases": cases})
 
 
 if __name__ == "__main__":

@@ -15,15 +15,12 @@ Prints the goal table with the measured values and writes reports/bench/interval
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import machine, shared_prices, write_result
 
 from cryptosentinel import training
 from cryptosentinel.intervals import (
@@ -34,13 +31,7 @@ from cryptosentinel.intervals import (
     interval_metrics,
     interval_report,
 )
-from cryptosentinel.snapshots import read_csv_snapshot
-from cryptosentinel.util import json_safe
 from cryptosentinel.volatility import train_volatility
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "intervals.json"
 
 
 def risk_rows(prices: pd.DataFrame, horizon: int, n_folds: int):
@@ -58,7 +49,7 @@ def risk_rows(prices: pd.DataFrame, horizon: int, n_folds: int):
     # vol_168: root mean squared hourly log return over the past 168 bars (the vol_168 baseline / horizon)
     rows["vol_168"] = np.sqrt(pr["vol_168"].to_numpy(float) / horizon)
     ok = np.isfinite(rows[["y_ret", "sigma", "vol_168"]].to_numpy(float)).all(axis=1) & (rows["sigma"] > 0)
-    folds = [training.Fold.from_dict(f) for f in run.lineage["folds"]]
+    folds = training.as_folds(run.lineage["folds"])
     return rows[ok].reset_index(drop=True), folds, run, champ
 
 
@@ -84,11 +75,8 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--daily-hour", type=int, default=0, help="UTC hour of the one forecast per coin per day")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"no data at {SHARED}: nothing to benchmark", file=sys.stderr)
-        return 1
     t0 = time.perf_counter()
-    prices = read_csv_snapshot(SHARED).frame
+    prices = shared_prices()
     rows, folds, run, champ = risk_rows(prices, args.horizon, args.folds)
     prep_s = time.perf_counter() - t0
 
@@ -179,11 +167,8 @@ def main() -> int:
               "choice": choice, "report": rep, "events": ev,
               "calibration": {k: val for k, val in cal.to_dict().items() if k != "z_sample"},
               "prep_s": round(prep_s, 2), "calibration_s": round(calib_s, 2),
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-              "measured_at": pd.Timestamp.now(tz="UTC").isoformat()}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(json_safe(result), indent=2) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+              "machine": machine(load_avg=False), "measured_at": pd.Timestamp.now(tz="UTC").isoformat()}
+    write_result("intervals", result)
     return 0
 
 

@@ -13,20 +13,14 @@ Writes reports/bench/monitoring.json.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+from _common import SHARED, machine, shared_prices, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "monitoring.json"
 REPEATS = 3
 DRIFT_DATES = ["2022-05-05", "2022-11-17", "2023-05-04", "2023-11-16"]  # end of the current window (exclusive)
 
@@ -38,8 +32,6 @@ def timed(fn):
 
 
 def main() -> None:
-    if not SHARED.is_dir():
-        sys.exit(f"{SHARED} not found: this benchmark reads the real hourly data in place")
     from cryptosentinel.config import Settings
     from cryptosentinel.features import FEATURE_NAMES, build_features
     from cryptosentinel.monitoring import (
@@ -48,10 +40,9 @@ def main() -> None:
         label_features,
         run_drift,
     )
-    from cryptosentinel.snapshots import read_csv_snapshot
 
     ms = Settings(_env_file=None)
-    t_load, prices = timed(lambda: read_csv_snapshot(SHARED).frame)
+    t_load, prices = timed(shared_prices)
     t_feat, features = timed(lambda: build_features(prices))
     t_label, frame = timed(lambda: label_features(features, prices, horizon=24))
     t_import, _ = timed(_deepchecks)
@@ -113,9 +104,9 @@ def main() -> None:
               f"{'yes' if r['drift_detected'] else 'no':<5}{r['drift_share']:>7.2f}{r['auc']:>6.3f}{r['label_drift']:>7.3f}"
               f"  {', '.join(r['top'][:3])}")
 
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+    print()
+    write_result("monitoring", {
+        "machine": machine(load_avg=False),
         "data": {"source": str(SHARED), "price_rows": len(prices), "feature_rows": len(features),
                  "features": len(FEATURE_NAMES)},
         "setup_s": {"load": round(t_load, 2), "features": round(t_feat, 2), "labels": round(t_label, 2),
@@ -125,8 +116,7 @@ def main() -> None:
         "drift": {"first_call_s": round(first_drift_s, 2), "runs": drift, "thresholds": {
             "feature_score": ms.drift_feature_threshold, "drift_share": ms.drift_share, "auc": ms.drift_auc,
             "label_score": ms.drift_label_threshold}},
-    }, indent=1))
-    print(f"\nwrote {OUT.relative_to(ROOT)}")
+    })
 
 
 if __name__ == "__main__":

@@ -22,25 +22,18 @@ The goal (issue 9): at most one false coverage alarm per quarter. Results in rep
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import feature_frame, shared_prices, write_result
 
 from cryptosentinel.alerts import check_performance
 from cryptosentinel.config import Settings
-from cryptosentinel.features import build_features
 from cryptosentinel.fitting import train_horizon
-from cryptosentinel.snapshots import read_csv_snapshot
-from cryptosentinel.training import INTERVAL_LEVELS, Fold, conformal_fold_quantiles
-from cryptosentinel.util import json_safe
+from cryptosentinel.training import INTERVAL_LEVELS, Fold, as_folds, conformal_fold_quantiles
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "monitoring_alarms.json"
 GOAL_PER_QUARTER = 1.0
 
 
@@ -48,7 +41,7 @@ def validated_history(frame: pd.DataFrame, horizon: int, n_folds: int) -> tuple[
     "The random walk's walk-forward forecasts of folds 2..n with conformal intervals, as a validated history."
     run = train_horizon(frame, horizon, n_folds=n_folds, models=[])
     p = run.predictions
-    folds = [Fold.from_dict(f) for f in run.lineage["folds"]]
+    folds = as_folds(run.lineage["folds"])
     ts_ns = pd.DatetimeIndex(p["ts"]).tz_convert("UTC").as_unit("ns").asi8
     y, pred, scale = (p[c].to_numpy(dtype=float) for c in ("y_ret", "random_walk", "scale"))
     fold_of = p["fold"].to_numpy()
@@ -93,12 +86,8 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--hour", type=int, default=0, help="UTC hour of the daily monitoring check")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"no data at {SHARED}: nothing to benchmark", file=sys.stderr)
-        return 1
     started = time.perf_counter()
-    prices = read_csv_snapshot(SHARED).frame
-    frame = build_features(prices).merge(prices[["coin", "ts", "close"]], on=["coin", "ts"], how="left")
+    frame = feature_frame(shared_prices())
     history, folds = validated_history(frame, args.horizon, args.folds)
     settings = Settings(_env_file=None)
     ms = settings.monitoring
@@ -156,9 +145,8 @@ def main() -> int:
               "by_coin": {c: r for c, r in by_coin.to_dict("index").items()},
               "alarm_list": alarms[["check", "coin", "rule", "value", "n", "pvalue"]].to_dict("records"),
               "duration_s": round(time.perf_counter() - started, 1)}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(json_safe(record), indent=2))
-    print(f"\nwritten {OUT.relative_to(ROOT)}")
+    print()
+    write_result("monitoring_alarms", record)
     return 0
 
 

@@ -10,7 +10,6 @@ explanation (median of 200). Peak memory is the process's maximum RSS. Writes re
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import statistics
@@ -18,9 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "pipeline.json"
+from _common import SHARED, write_result
 
 
 def timed(fn, *args, **kwargs):
@@ -81,14 +78,13 @@ def main() -> None:
         results["monitoring"] = run["monitoring"]
         results["lime_vs_shap"] = run["lime_vs_shap"]
         results["refused"] = run["refused"]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2, default=str))
     for key in ("ingest_s", "features_s", "train_s", "train_peak_rss_mib", "predict_step_s", "load_models_s",
                 "predict_all_with_explanations_and_storage_s", "single_shap_explanation_ms"):
         print(f"{key:<48} {results[key]:10.3f}")
     for h, v in trained["horizons"].items():
         print(f"\n[{h}]\n{v['summary']}")
-    print(f"\nwrote {OUT}")
+    print()
+    write_result("pipeline", results)
 
 
 if __name__ == "__main__":

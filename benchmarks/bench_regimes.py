@@ -23,17 +23,13 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import shared_prices, write_result
 
 from cryptosentinel.features import FEATURE_VERSION, build_features
 from cryptosentinel.regimes import current_regimes, fit_pca, fit_regimes
-from cryptosentinel.snapshots import read_csv_snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "regimes.json"
 REPEATS = 3
 SEED = 42
 
@@ -51,7 +47,7 @@ def timed(fn, repeats: int = REPEATS) -> tuple[float, object]:
 
 def main() -> None:
     t0 = time.perf_counter()
-    prices = read_csv_snapshot(DATA).frame
+    prices = shared_prices()
     read_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     features = build_features(prices)
@@ -87,8 +83,6 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_average": list(os.getloadavg())},
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"{len(features):,} feature rows, {result['coins']} coins, median of {REPEATS} runs")
     print(f"{'step':<22}{'seconds':>10}")
@@ -102,7 +96,7 @@ def main() -> None:
         print(f"k={kk}: " + "; ".join(f"{name} {share:.0%}" for name, share in shares.items()))
     for coin, now in current.items():
         print(f"{coin:<12} {now['regime']:<28} since {now['since']}")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_result("regimes", result)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ in a loop. Writes reports/bench/store.json.
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import subprocess
@@ -21,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import SHARED, write_result
 
 from cryptosentinel.store import PRICES, LocalStore
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "store.json"
 COINS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "ADA": "cardano", "XRP": "ripple",
          "DOGE": "dogecoin", "LTC": "litecoin", "BNB": "binancecoin"}
 N_LATEST = 200
@@ -121,8 +118,6 @@ def main() -> None:
                           "sqlite": __import__("sqlite3").sqlite_version}
     store.close()
 
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'measure':34} value")
     for key in ("upsert_first_s", "upsert_idempotent_s", "read_full_s", "read_one_coin_s"):
         print(f"{key:34} {results[key]:.3f} s")
@@ -130,7 +125,8 @@ def main() -> None:
         lat = results[key]
         print(f"{key:34} median {lat['median_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms ({lat['calls']} calls)")
     print(f"{'busy writer':34} {results['busy_writer']}")
-    print(f"rows {results['rows']} from {source}; wrote {OUT.relative_to(ROOT)}")
+    print(f"rows {results['rows']} from {source}")
+    write_result("store", results)
 
 
 if __name__ == "__main__":

@@ -12,24 +12,16 @@ It prints the walk-forward table and the run's findings.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import pandas as pd
+from _common import feature_frame, machine, shared_prices, write_result
 
-from cryptosentinel.features import build_features
 from cryptosentinel.fitting import train_horizon
-from cryptosentinel.snapshots import read_csv_snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "training.json"
 COLUMNS = ["task", "n", "mae", "rmse", "mase", "r2_oos", "direction_accuracy", "f1", "roc_auc", "brier",
            "dm_pvalue", "coverage_80", "coverage_95", "train_mae", "train_mase", "mae_gap_pct",
            "train_direction_accuracy"]
@@ -41,13 +33,9 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"no data at {SHARED}: nothing to benchmark", file=sys.stderr)
-        return 1
 
     t0 = time.perf_counter()
-    prices = read_csv_snapshot(SHARED).frame
-    frame = build_features(prices).merge(prices[["coin", "ts", "close"]], on=["coin", "ts"], how="left")
+    frame = feature_frame(shared_prices())
     prep_s = time.perf_counter() - t0
     print(f"features: {len(frame):,} rows x {frame.shape[1]} columns, {frame['coin'].nunique()} coins "
           f"({prep_s:.1f} s)")
@@ -90,13 +78,9 @@ def main() -> int:
         "fit_s_per_model": fit_s.to_dict(), "folds": run.lineage["folds"],
         "table": run.to_dict()["table"], "summary": run.summary(), "by_coin": run.to_dict()["by_coin"],
         "by_vol": run.to_dict()["by_vol"], "per_fold": run.to_dict()["folds"],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg_at_end": os.getloadavg()},
-        "measured_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "machine": machine(), "measured_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_result("training", result)
     return 0
 
 

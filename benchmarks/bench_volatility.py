@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
+from _common import machine, shared_prices, write_result
 
-from cryptosentinel.snapshots import read_csv_snapshot
 from cryptosentinel.volatility import train_volatility, volatility_scores
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "hourly_binance_spot"
-OUT = ROOT / "reports" / "bench" / "volatility.json"
 GOALS = {24: {"qlike_skill_best_baseline": (">=", 0.35), "mz_r2": (">=", 0.50), "dm_pvalue": ("<", 0.01)}}
 COLUMNS = ["kind", "n", "qlike", "qlike_skill_unconditional", "qlike_skill_ewma", "qlike_skill_vol_168",
            "qlike_skill_best_baseline", "mz_r2", "mz_beta", "mse_log", "dm_stat", "dm_pvalue"]
@@ -41,10 +35,7 @@ def main() -> int:
     parser.add_argument("--horizons", type=int, nargs="+", default=[24, 168])
     parser.add_argument("--folds", type=int, default=4)
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"no data at {SHARED}: nothing to benchmark", file=sys.stderr)
-        return 1
-    prices = read_csv_snapshot(SHARED).frame
+    prices = shared_prices()
     print(f"prices: {len(prices):,} rows, {prices['coin'].nunique()} coins, {prices['ts'].min()} .. {prices['ts'].max()}")
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
@@ -73,12 +64,9 @@ def main() -> int:
             "champion": champ, "best_baseline": table["best_baseline"].iloc[0], "train_s": round(wall, 2),
             "goals": goals, "table_folds_after_first": json.loads(table.reset_index().to_json(orient="records")),
             "run": run.to_dict()}
-    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                         "load_avg_at_end": os.getloadavg()}
+    result["machine"] = machine()
     result["measured_at"] = pd.Timestamp.now(tz="UTC").isoformat()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_result("volatility", result)
     return 0
 
 

@@ -18,7 +18,7 @@ from scipy import stats
 
 from . import training
 from .config import ConfigError, DataValidationError
-from .training import Fold
+from .training import Fold, as_folds
 from .util import json_safe
 
 # %% auto #0
@@ -75,12 +75,9 @@ def fold_numbers(ts: pd.Series | np.ndarray, # row timestamps (UTC)
     "The walk-forward test fold of each timestamp (0: in no test block)."
     ts_ns = pd.DatetimeIndex(ts).tz_convert("UTC").as_unit("ns").asi8
     out = np.zeros(len(ts_ns), dtype=int)
-    for f in _as_folds(folds):
+    for f in as_folds(folds):
         out[(ts_ns >= f.test_start.value) & (ts_ns < f.test_end.value)] = f.number
     return out
-
-def _as_folds(folds: Sequence[Fold | Mapping[str, Any]]) -> list[Fold]:
-    return [f if isinstance(f, Fold) else Fold.from_dict(dict(f)) for f in folds]
 
 # %% ../nbs/05c_intervals.ipynb #c21b6770
 def _check_rows(rows: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
@@ -204,7 +201,7 @@ def conformal_intervals(rows: pd.DataFrame, # coin, ts, fold (0 = not out of sam
         new[f"p_move_{_key(x)}"], new[f"base_move_{_key(x)}"] = np.full(len(df), np.nan), np.full(len(df), np.nan)
     tercile = np.full(len(df), None, dtype=object)
     record = []
-    for fold in _as_folds(folds):
+    for fold in as_folds(folds):
         test = fold_of == fold.number
         if fold.number < 2 or not test.any():
             continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +23,11 @@ from .util import json_safe
 
 # %% auto #0
 __all__ = ['logger', 'DEAD_BAND_PER_DAY', 'INTERVAL_LEVELS', 'SCALE_FEATURE', 'TASK_LOSS', 'METRIC_KEYS', 'dead_band',
-           'make_labels', 'LabelledRows', 'labelled_rows', 'Fold', 'walk_forward_folds', 'relative_mae', 'mase',
-           'direction_accuracy', 'DMResult', 'newey_west_bandwidth', 'diebold_mariano', 'conformal_quantile',
+           'make_labels', 'LabelledRows', 'labelled_rows', 'Fold', 'walk_forward_folds', 'as_folds', 'relative_mae',
+           'mase', 'direction_accuracy', 'DMResult', 'newey_west_bandwidth', 'diebold_mariano', 'conformal_quantile',
            'interval_coverage', 'qlike', 'mincer_zarnowitz', 'interval_score', 'pinball_loss', 'CoverageTest',
            'coverage_tests', 'pesaran_timmermann', 'avg_rel_mae', 'brier_skill', 'holm', 'task_loss',
-           'conformal_fold_quantiles', 'score_forecasts']
+           'conformal_fold_quantiles', 'score_forecasts', 'block_permuted']
 
 # %% ../nbs/05_training.ipynb #74d4379a
 logger = logging.getLogger(__name__)
@@ -209,6 +209,11 @@ def walk_forward_folds(ts: pd.Series | pd.DatetimeIndex | np.ndarray, # timestam
                 f"within {horizon} bars of the first labelled row; give more history or a smaller test_fraction")
         folds.append(Fold(k + 1, *(pd.Timestamp(v, tz="UTC") for v in (train_end, start, stop))))
     return folds
+
+def as_folds(folds: Sequence[Fold | Mapping[str, Any]], # `Fold`s or their `to_dict()` records (a run's lineage['folds'])
+            ) -> list[Fold]:
+    "The folds as `Fold`s, whichever of the two forms they come in."
+    return [f if isinstance(f, Fold) else Fold.from_dict(dict(f)) for f in folds]
 
 # %% ../nbs/05_training.ipynb #706bfbf7
 INTERVAL_LEVELS = {"80": 0.80, "95": 0.95}
@@ -551,3 +556,20 @@ def score_forecasts(y: np.ndarray, # realised forward log returns
         dm = DMResult(0.0, 0.5, 1.0, int(keep.sum()))
     out["dm_stat"], out["dm_pvalue"], out["dm_pvalue_two_sided"] = dm.stat, dm.pvalue, dm.pvalue_two_sided
     return json_safe(out)
+
+# %% ../nbs/05_training.ipynb #0d4a7f3e
+def block_permuted(frame: pd.DataFrame, # coin, ts and close (and any features), one row per coin and bar
+                   rng: np.random.Generator, # the shuffle's random source
+                   block: int = 168, # bars per block (a week of hours)
+                  ) -> pd.DataFrame:
+    "The frame sorted by (coin, ts) with each coin's log returns shuffled in blocks (none left in place), closes rebuilt."
+    out = frame.sort_values(["coin", "ts"]).reset_index(drop=True)
+    close = out["close"].to_numpy(dtype=float).copy()
+    for idx in out.groupby("coin").indices.values():
+        r = np.diff(np.log(close[idx]))
+        blocks = [r[i:i + block] for i in range(0, len(r), block)]
+        order = rng.permutation(len(blocks))
+        while len(blocks) > 1 and (order == np.arange(len(blocks))).any():
+            order = rng.permutation(len(blocks))
+        close[idx] = close[idx[0]] * np.exp(np.r_[0.0, np.cumsum(np.concatenate([blocks[k] for k in order]))])
+    return out.assign(close=close)

@@ -19,7 +19,7 @@ from sklearn.linear_model import LinearRegression
 from . import __version__
 from .bundle import ModelBundle, code_version, register_family
 from .config import ConfigError, DataValidationError, get_settings
-from .training import Fold, diebold_mariano, mincer_zarnowitz, qlike, walk_forward_folds
+from .training import Fold, _time_mean, as_folds, diebold_mariano, mincer_zarnowitz, qlike, walk_forward_folds
 from .util import json_safe
 
 # %% auto #0
@@ -266,11 +266,6 @@ def fit_volatility_model(name: str, # a key of VOL_MODELS or VOL_BASELINES
 SCORE_KEYS = ("n", "qlike", "qlike_skill_unconditional", "qlike_skill_ewma", "qlike_skill_vol_168",
               "qlike_skill_best_baseline", "mz_r2", "mse_log", "dm_stat", "dm_pvalue")  # a bundle's metrics
 
-def _time_mean(values: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
-    "Mean of `values` per timestamp, in time order."
-    u, inv = np.unique(ts_ns, return_inverse=True)
-    return np.bincount(inv, weights=values, minlength=len(u)) / np.bincount(inv, minlength=len(u))
-
 def volatility_scores(predictions: pd.DataFrame, # coin, ts, rv and one forecast column per name
                       horizon: int, # bars (the DM bandwidth's floor)
                       names: Sequence[str] | None = None, # forecast columns; None: every volatility family present
@@ -337,12 +332,6 @@ class VolatilityRun:
                 "by_fold": rows(self.by_fold), "bundles": sorted(self.bundles), "champion": self.champion,
                 "lineage": json_safe(self.lineage)}
 
-def _as_folds(folds: Sequence[Fold | dict[str, Any]]) -> list[Fold]:
-    out = [f if isinstance(f, Fold) else Fold.from_dict(f) for f in folds]
-    if not out:
-        raise ConfigError("folds is empty: give a price run's lineage['folds'] or None")
-    return out
-
 def _grouped_scores(pred: pd.DataFrame, by: str, horizon: int, names: list[str]) -> pd.DataFrame:
     parts = [volatility_scores(g, horizon, names).reset_index().assign(**{by: k}) for k, g in pred.groupby(by)]
     return pd.concat(parts, ignore_index=True).set_index(["model", by]) if parts else pd.DataFrame()
@@ -395,7 +384,9 @@ def train_volatility(prices: pd.DataFrame, # coin, ts (UTC), open, high, low, cl
         raise DataValidationError(f"no usable rows for volatility h={horizon}: each coin needs {VOL_MIN_HISTORY_BARS} bars "
                                   f"of history after its last long gap plus {horizon} bars ahead")
     ts = d["ts"].array.as_unit("ns").asi8
-    folds = (walk_forward_folds(d["ts"], horizon, n_folds, test_fraction, bar) if folds is None else _as_folds(folds))
+    folds = walk_forward_folds(d["ts"], horizon, n_folds, test_fraction, bar) if folds is None else as_folds(folds)
+    if not folds:
+        raise ConfigError("folds is empty: give a price run's lineage['folds'] or None")
     names = [*VOL_BASELINES, *models]
     fold_of = np.zeros(len(d), dtype=np.int64)
     for f in folds:

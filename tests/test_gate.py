@@ -32,6 +32,7 @@ from cryptosentinel.registry import (
     gate_tests,
 )
 from cryptosentinel.registry_mlflow import LocalRegistry
+from cryptosentinel.training import block_permuted
 
 pytestmark = pytest.mark.model
 
@@ -281,22 +282,6 @@ def test_the_gate_says_what_it_lacks(reg):
 
 
 # --- the false-promotion rate on block-permuted labels (slow) ----------------------------------------
-
-def block_permuted(frame, rng, block=168):
-    """The frame with each coin's hourly log returns shuffled in blocks of `block` bars (no block left in its
-    place) and its closes rebuilt from them: the features keep their values, every label comes from another
-    week, so no feature can predict it."""
-    out = frame.sort_values(["coin", "ts"]).reset_index(drop=True)
-    close = out["close"].to_numpy(dtype=float).copy()
-    for idx in out.groupby("coin").indices.values():
-        r = np.diff(np.log(close[idx]))
-        blocks = [r[i:i + block] for i in range(0, len(r), block)]
-        order = rng.permutation(len(blocks))
-        while len(blocks) > 1 and (order == np.arange(len(blocks))).any():
-            order = rng.permutation(len(blocks))
-        close[idx] = close[idx[0]] * np.exp(np.r_[0.0, np.cumsum(np.concatenate([blocks[k] for k in order]))])
-    return out.assign(close=close)
-
 
 def with_shrunk_candidate(run, source="ridge_reg", k=0.02):
     """Add a candidate that forecasts k times `source`: a near-random-walk rule whose MAE beats the random walk's
