@@ -270,13 +270,24 @@ class ModelBundle:
 # %% ../nbs/04c_bundle.ipynb #ac0aa28c
 _NOT_METRICS = ("version", "horizon", "constant")  # numbers in a metrics tree that are not scores
 
+def _profile(value: Any) -> list[float | None] | None:
+    "A short list of numbers (e.g. coverage by volatility tercile, low to high), NaN as None; None if it is not one."
+    if not isinstance(value, list | tuple) or not value or len(value) > 10:
+        return None
+    if not all(v is None or (not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating))
+               for v in value):
+        return None
+    return [_finite(v) for v in value]
+
 def key_metrics(metrics: dict,  # a bundle's metrics
-                ) -> dict[str, float]:
-    "The headline numbers of a metrics tree, flat: overall, per baseline, coverage, top-level."
-    out: dict[str, float] = {}
+                ) -> dict[str, float | list[float | None]]:
+    "The headline numbers of a metrics tree, flat: overall (with its short profiles), per baseline, coverage, top-level."
+    out: dict[str, Any] = {}
     for key, value in (metrics.get("overall") or {}).items():
         if (v := _finite(value)) is not None:
             out[str(key)] = v
+        elif (profile := _profile(value)) is not None:
+            out[str(key)] = profile
     for base, values in (metrics.get("baseline") or {}).items():
         for key, value in (values.items() if isinstance(values, dict) else []):
             if key not in _NOT_METRICS and (v := _finite(value)) is not None:

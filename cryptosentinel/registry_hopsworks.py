@@ -37,6 +37,10 @@ def known_families() -> list[str]:
     return list(MODEL_FAMILIES)
 
 # %% ../nbs/06b_registry_hopsworks.ipynb #1ec27b4a
+def _numbers(metrics: dict) -> dict[str, float]:
+    "Hopsworks keeps only numbers as model metrics: the profile lists (coverage by tercile) stay in the bundle."
+    return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
 class HopsworksRegistry(_RegistryBase):
     "The registry on a Hopsworks project's model registry."
     backend = "hopsworks"
@@ -106,7 +110,7 @@ class HopsworksRegistry(_RegistryBase):
                 "promoted": None if bundle.status is None else bundle.status == "champion",
                 "reason": (bundle.reason or "")[:300], "sha256": checksums}, separators=(",", ":"))
             model = self._call(f"create model {name}", self._mr.python.create_model, name=name,
-                               metrics=key_metrics(bundle.metrics), description=description,
+                               metrics=_numbers(key_metrics(bundle.metrics)), description=description,
                                input_example=example, feature_view=feature_view)
             saved = self._call(f"save model {name}", model.save, tmp)
         version = int(getattr(saved, "version", None) or model.version)
