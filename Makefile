@@ -25,11 +25,8 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## create .venv with the locked dependencies
 
-run: $(STAMP) ## the main job: ingest (offline: the simulator), features, train, predict, then the status
-	$(BIN)/cryptosentinel ingest --days $(RUN_DAYS)
-	$(BIN)/cryptosentinel features
-	$(BIN)/cryptosentinel train
-	$(BIN)/cryptosentinel predict
+run: $(STAMP) ## the main job: the feature, training and inference flows (offline: the simulator), then the status
+	$(BIN)/cryptosentinel run --days $(RUN_DAYS)
 	$(BIN)/cryptosentinel status
 
 test: lint typecheck nbcheck nbtest pytest ## lint, notebook checks, notebooks run, test suite

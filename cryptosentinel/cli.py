@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
@@ -22,10 +23,11 @@ from . import pipelines
 from .store import features_group
 from .store_hopsworks import open_store
 from . import queries
+from .runner import flow_status
 
 # %% auto #0
 __all__ = ['log', 'app', 'configure_logging', 'main', 'ingest', 'features', 'backfill', 'train', 'evaluate', 'rollback',
-           'predict', 'status_report', 'status']
+           'predict', 'run', 'schedule', 'status_report', 'status']
 
 # %% ../nbs/13_cli.ipynb #adc6b3bf
 log = logging.getLogger("cryptosentinel")
@@ -258,12 +260,64 @@ def _print_forecasts(forecasts: list[dict[str, Any]]) -> None:
                    f"80%: {lo:.6g}..{hi:.6g}  {f['direction']} p={f['p_up']:.2f}  {f['regime']}  {as_of}"
                    + (note if f["is_random_walk"] else "") + ("  OUT OF DISTRIBUTION" if f["ood_flag"] else ""))
 
+# %% ../nbs/13_cli.ipynb #cb31af11
+_PREFECT_STARTUP_S = 120  # the local mode's temporary API server may start slowly on a busy machine
+
+def _prefect_startup() -> Any:
+    "Prefect's local mode for a command: a longer start-up time-out, no telemetry (unless the environment says)."
+    import os
+    from prefect.settings import (PREFECT_SERVER_ANALYTICS_ENABLED, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+                                  temporary_settings)
+    updates: dict[Any, Any] = {}
+    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
+        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = _PREFECT_STARTUP_S
+    if "PREFECT_SERVER_ANALYTICS_ENABLED" not in os.environ:  # offline machines log an error per failed send
+        updates[PREFECT_SERVER_ANALYTICS_ENABLED] = False
+    return temporary_settings(updates=updates)
+
+@app.command()
+def run(
+    source: Annotated[str | None, typer.Option(help="auto, coingecko, csv or synthetic (default: settings)")] = None,
+    path: Annotated[str | None, typer.Option(help="CSV file or folder, for --source csv")] = None,
+    coins: Annotated[str | None, typer.Option(help="comma-separated CoinGecko ids (default: settings)")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="days of prices to load (default: a CSV whole, else 120)")] = None,
+    folds: Annotated[int, typer.Option(min=2, help="walk-forward folds")] = 4,
+) -> None:
+    "Run the feature, training and inference pipelines (Prefect flows of pipeline notebooks) in order."
+    from cryptosentinel import flows
+    settings = get_settings()
+    with _prefect_startup():
+        out = flows.run_all(source=source, path=path, coins=_coins(coins), days=days, n_folds=folds, settings=settings)
+    for name, record in out.items():
+        tasks = ", ".join(f"{t['task']} {t.get('duration_s', 0):.0f}s" for t in record["tasks"])
+        typer.echo(f"{name}: {record['state']} in {record['duration_s']:.0f}s ({tasks})")
+        if record.get("figures"):
+            typer.echo(f"  {json.dumps(record['figures'], default=str)[:300]}")
+    typer.echo(f"executed notebooks under {Path(settings.reports_dir).resolve() / 'runs'}")
+
+@app.command()
+def schedule(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the schedules, serve nothing")] = False,
+) -> None:
+    "Serve the feature, training and inference pipelines on their cron schedules (UTC) until stopped."
+    from cryptosentinel.runner import SCHEDULED
+    settings = get_settings()
+    for name, (flow_name, cron) in SCHEDULED.items():
+        typer.echo(f"{name}: {flow_name} at '{getattr(settings.orchestration, cron)}' (UTC)")
+    if dry_run:
+        return
+    from cryptosentinel import flows
+    with _prefect_startup():
+        flows.serve(settings)
+
 # %% ../nbs/13_cli.ipynb #8ff2a547
 def status_report() -> dict[str, Any]:
     "The system's status as a JSON-safe dict (the query layer's `status_report`)."
     settings = get_settings()
     with open_store(settings) as store:
-        return queries.status_report(store, _registry(), settings).model_dump(mode="json")
+        report = queries.status_report(store, _registry(), settings).model_dump(mode="json")
+        report["runs"]["flows"] = flow_status(store, settings)  # TODO(queries): move into queries.status_report
+    return report
 
 def _print_status(report: dict[str, Any]) -> None:
     store = report["store"]
@@ -292,6 +346,11 @@ def _print_status(report: dict[str, Any]) -> None:
                        f"95% {r['coverage_95']:.0%} over {r['n']} forecasts")
     alerts = report["alerts"]
     typer.echo(f"alerts open: {alerts.get('open', 0)} {alerts.get('by_severity', {})}")
+    for name, f in report["runs"].get("flows", {}).items():
+        if f["last_state"] is not None or f["schedule_gap"]:
+            gap = "  SCHEDULE GAP: no success within twice its interval" if f["schedule_gap"] else ""
+            age = "never" if f["last_age_s"] is None else f"{f['last_age_s'] / 3600:.1f} h ago"
+            typer.echo(f"flow {name}: {f['last_state'] or 'never ran'} {age}{gap}")
     for run in report["runs"]["ingest"]:
         note = "  (SIMULATED data)" if run.get("source") == "synthetic" else ""
         typer.echo(f"last ingest: {run.get('source')} {run.get('rows')} rows at {run.get('recorded_at')}{note}")

@@ -19,8 +19,8 @@ from pydantic_settings import (BaseSettings, EnvSettingsSource, NoDecode, Pydant
 
 # %% auto #0
 __all__ = ['log', 'PACKAGE', 'DEFAULT_COINS', 'CryptoSentinelError', 'ConfigError', 'DataValidationError', 'SourceError',
-           'StoreError', 'project_root', 'default_data_dir', 'split_csv', 'MonitoringSettings', 'flat_monitoring',
-           'Settings', 'get_settings']
+           'StoreError', 'project_root', 'default_data_dir', 'default_reports_dir', 'split_csv', 'MonitoringSettings',
+           'flat_monitoring', 'OrchestrationSettings', 'Settings', 'get_settings']
 
 # %% ../nbs/00_config.ipynb #5d1c0e7a
 log = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ def default_data_dir() -> Path:
     if root is None or root == Path.cwd().resolve():
         return Path("data")
     return root / "data"
+
+def default_reports_dir() -> Path:
+    "`reports` beside the default data directory: the project's `reports/` from inside it, else `./reports`."
+    return default_data_dir().parent / "reports"
 
 # %% ../nbs/00_config.ipynb #0c4d2a15
 def split_csv(value):
@@ -157,6 +161,32 @@ class _FlatMonitoringSource(PydanticBaseSettingsSource):
         found = flat_monitoring(env, (self.source.env_prefix or "").lower())
         return {"monitoring": found} if found else {}
 
+# %% ../nbs/00_config.ipynb #0c4d2a19
+def _check_cron(line: str) -> str:
+    "Five space-separated fields (minute hour day month weekday): Prefect checks the rest when it schedules."
+    if len(line.split()) != 5:
+        raise ValueError(f"a cron line has 5 fields (minute hour day month weekday), got {line!r}")
+    return " ".join(line.split())
+
+class OrchestrationSettings(BaseModel):
+    "How the flows run their notebooks and when: `Settings.orchestration`."
+    features_cron: str = "7,37 * * * *"  # UTC: every 30 minutes, off the hour
+    inference_cron: str = "12,42 * * * *"  # UTC: every 30 minutes, 5 minutes after the features
+    training_cron: str = "23 2 * * *"  # UTC: daily
+    task_timeout_s: float = Field(3600.0, gt=0)  # a notebook task that runs longer fails
+    cell_timeout_s: float = Field(1800.0, gt=0)  # papermill's time-out per cell
+    retries: int = Field(2, ge=0)  # retries of a transient failure (a deterministic one fails at once)
+    retry_delay_s: float = Field(10.0, ge=0)  # first wait before a retry; doubles each time
+    kernel_name: str = "python3"  # the Jupyter kernel papermill starts
+    dask_address: str | None = None  # Dask scheduler for per-coin work; None: run locally
+    html: bool = True  # also write an HTML copy of every executed notebook
+    notebooks_dir: Path | None = None  # the pipeline notebooks; None: the project's nbs/
+
+    @field_validator("features_cron", "inference_cron", "training_cron")
+    @classmethod
+    def _cron(cls, line: str) -> str:
+        return _check_cron(line)
+
 # %% ../nbs/00_config.ipynb #686edf19
 DEFAULT_COINS = ("bitcoin", "ethereum", "solana", "cardano", "ripple", "dogecoin", "litecoin", "binancecoin")
 
@@ -195,6 +225,8 @@ class Settings(BaseSettings):
     top_features: int = Field(5, ge=1)  # contributions shown with each forecast
     max_gap_hours: float = Field(24.0, gt=0)  # a longer gap in a coin's bars restarts its feature warm-up
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)  # thresholds (see above)
+    reports_dir: Path = Field(default_factory=default_reports_dir)  # executed notebooks and reports
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)  # flows (see above)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -11,9 +11,11 @@ pytestmark = pytest.mark.code
 
 NBS = Path(__file__).resolve().parents[1] / "nbs"
 ALL_NOTEBOOKS = sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith("_"))
-# Notebooks that papermill runs as pipeline steps.
-PIPELINE_NOTEBOOKS = ["01c_sources.ipynb", "02_eda.ipynb", "02a_eda_summary.ipynb", "03_features.ipynb",
-                      "05_training.ipynb", "08_regimes.ipynb", "09_monitoring.ipynb"]
+# The step notebooks the flows run (nbs/20_*..29_*): parameterised, never exported.
+STEP_NOTEBOOKS = sorted(p.name for p in NBS.glob("2[0-9]_*.ipynb"))
+# Notebooks that papermill runs with parameters: the step notebooks and the module notebooks with a parameters cell.
+PIPELINE_NOTEBOOKS = ["02_eda.ipynb", "02a_eda_summary.ipynb", "03_features.ipynb", "05_training.ipynb",
+                      "08_regimes.ipynb", "09_monitoring.ipynb", *STEP_NOTEBOOKS]
 
 
 def cells(path: Path) -> list[dict]:
@@ -51,7 +53,43 @@ def test_notebooks_are_committed_without_outputs(path):
                 f"{path.name} carries outputs: run nbdev-clean (outputs may hold data from ../shared/data)")
 
 
-@pytest.mark.parametrize("path", [p for p in ALL_NOTEBOOKS if p.name[:2].isdigit()], ids=lambda p: p.name)
+def test_the_flows_step_notebooks_exist():
+    assert STEP_NOTEBOOKS[:5] == ["20_ingest.ipynb", "21_features.ipynb", "22_train.ipynb", "23_predict.ipynb",
+                                  "24_backfill.ipynb"]
+
+
+@pytest.mark.parametrize("name", PIPELINE_NOTEBOOKS)
+def test_papermill_sees_every_name_of_the_parameters_cell(name):
+    """papermill's parser reads `name = value  # comment` line by line; a comment holding `=` once hid a name."""
+    (cell,) = parameter_cells(NBS / name)
+    names = {t.id for node in ast.parse("".join(cell["source"])).body
+             for t in (node.targets if isinstance(node, ast.Assign) else [node.target])}
+    assert names == set(papermill.inspect_notebook(str(NBS / name)))
+
+
+@pytest.mark.parametrize("name", STEP_NOTEBOOKS)
+def test_papermill_and_nbdev_test_run_the_same_cells_of_the_step_notebooks(name):
+    """A step notebook has no cell nbdev-test skips (`#| eval: false`, the `notest` flag, `skip_exec`), so what
+    `nbdev-test` checks on the small defaults is what papermill runs in production."""
+    import tomllib
+
+    from nbdev.test import nb_test_cells
+    flags = tomllib.loads((NBS.parent / "pyproject.toml").read_text())["tool"]["nbdev"].get("tst_flags", "").split()
+    path = NBS / name
+    by_papermill = [c["id"] for c in cells(path) if c["cell_type"] == "code"]
+    by_nbdev_test = [c.id for c in nb_test_cells(path, skip_flags=flags)]
+    assert by_nbdev_test == by_papermill
+
+
+@pytest.mark.parametrize("name", STEP_NOTEBOOKS)
+def test_step_notebooks_export_nothing(name):
+    for cell in cells(NBS / name):
+        source = "".join(cell["source"])
+        assert "#| export" not in source and "#| default_exp" not in source, f"{name}: a step notebook is not a module"
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_NOTEBOOKS if p.name[:2].isdigit() and p.name not in STEP_NOTEBOOKS],
+                         ids=lambda p: p.name)
 def test_every_numbered_notebook_exports_a_module(path):
     first_code = next(c for c in cells(path) if c["cell_type"] == "code")
     source = "".join(first_code["source"])
