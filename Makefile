@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## create .venv with the locked dependencies
 
-run: $(STAMP) ## the main job: the feature, training and inference flows (offline: the simulator), then the status
+run: $(STAMP) ## the main job: the feature, training and inference flows (offline: the simulator), the report, the status
 	$(BIN)/cryptosentinel run --days $(RUN_DAYS)
+	$(BIN)/cryptosentinel report
 	$(BIN)/cryptosentinel status
 
 test: lint typecheck nbcheck nbtest pytest ## lint, notebook checks, notebooks run, test suite

@@ -56,7 +56,7 @@ def rolling_skill(validated: pd.DataFrame,  # scored predictions: made_at, abs_e
                   window: int = 30 * 24,  # the most recent validated forecasts per group
                   by: Sequence[str] = ("coin", "model_version"),
                   ) -> pd.DataFrame:
-    "MASE against the random walk, interval coverage and direction accuracy per group."
+    "Relative MAE against the random walk (MAE over the random walk's on the same forecasts), interval coverage and direction accuracy per group."
     by = list(by)
     rows = validated[validated["abs_error"].notna() & validated["rw_abs_error"].notna()]
     rows = rows.assign(made_at=pd.to_datetime(rows["made_at"], utc=True)).sort_values("made_at", kind="stable")
@@ -70,7 +70,7 @@ def rolling_skill(validated: pd.DataFrame,  # scored predictions: made_at, abs_e
         "n_80": g["in_80"].count(), "n_95": g["in_95"].count(),
         "direction_accuracy": g["right"].sum() / g["called"].sum().replace(0, np.nan),
         "since": g["made_at"].min(), "until": g["made_at"].max()})
-    out["mase"] = out["mae"] / out["rw_mae"]
+    out["relative_mae"] = out["mae"] / out["rw_mae"]
     return out.reset_index()
 
 # %% ../nbs/09b_alerts.ipynb #73d11088
@@ -153,7 +153,7 @@ def check_performance(validated: pd.DataFrame, # validated predictions: PERFORMA
                          coin, horizon, champion, n, days, ms.skill_min_predictions)
                 continue
             r = skill.loc[coin]
-            ratio = float(r["mase"]) if r["rw_mae"] > 0 else math.inf
+            ratio = float(r["relative_mae"]) if r["rw_mae"] > 0 else math.inf
             limit = 1 + ms.skill_tolerance
             if ratio > limit:
                 breaches.append(Breach("model_skill", int(horizon), champion, ratio, limit, n,

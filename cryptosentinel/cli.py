@@ -19,7 +19,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from .config import CryptoSentinelError, DataValidationError, get_settings
 from . import ingest as ingest_mod
-from . import pipelines
+from . import inference, pipelines
 from .store import features_group
 from .store_hopsworks import open_store
 from . import queries
@@ -27,7 +27,7 @@ from .runner import flow_status
 
 # %% auto #0
 __all__ = ['log', 'app', 'configure_logging', 'main', 'ingest', 'features', 'backfill', 'train', 'evaluate', 'rollback',
-           'predict', 'run', 'schedule', 'status_report', 'status']
+           'predict', 'run', 'schedule', 'report', 'status_report', 'status']
 
 # %% ../nbs/13_cli.ipynb #adc6b3bf
 log = logging.getLogger("cryptosentinel")
@@ -167,10 +167,30 @@ def train(
     for h, result in out["horizons"].items():
         typer.echo(f"\n[{h}]\n{result['summary']}")
         for task, gate in result["gates"].items():
-            verdict = "PROMOTED" if gate["promoted"] else "not promoted"
-            champion = gate["champion_after"] or {}
-            typer.echo(f"{task}: {gate['name']} v{gate['version']} {verdict}: {gate['reason']}; "
-                       f"champion: {champion.get('name')} v{champion.get('version')}")
+            _print_gate(task, gate)
+        _print_intervals(result["intervals"], result["gates"]["regression"])
+    for h, vol in out["volatility"].items():
+        typer.echo(f"\n[volatility {h}]\n{vol['summary']}")
+        _print_gate("volatility", vol["gate"])
+
+def _print_gate(task: str, gate: dict[str, Any]) -> None:
+    verdict = "PROMOTED" if gate["promoted"] else "not promoted"
+    reason = gate["reason"] if gate["reason"].startswith(("promoted", "not promoted")) else f"{verdict}: {gate['reason']}"
+    champion = gate["champion_after"] or {}
+    typer.echo(f"{task}: {gate['name']} v{gate['version']} {reason}; "
+               f"champion: {champion.get('name')} v{champion.get('version')}")
+
+def _print_intervals(intervals: dict[str, Any], gate: dict[str, Any]) -> None:
+    "The served intervals of the price champion: method, coverage and skill over per-coin unconditional intervals."
+    if not intervals.get("attached"):
+        typer.echo(f"intervals: scaled by vol_24 (no volatility champion of this run: {intervals.get('volatility_family')})")
+        return
+    family = ((gate.get("champion_after") or {}).get("name") or "").rsplit("_", 1)[0]
+    m = intervals["models"].get(family)
+    if m:
+        typer.echo(f"intervals of {family}, standardised by {intervals['volatility_family']}: "
+                   + "; ".join(f"{k}% {m[f'interval_method_{k}']} coverage {m[f'coverage_{k}']:.3f}, interval-score "
+                               f"skill {m[f'interval_skill_{k}']:+.1%}" for k in ("80", "95")))
 
 def _bundle(registry: Any, model: str, horizon: int) -> Any:
     "`champion` or NAME@VERSION (NAME: a family like xgb_reg, or a registered name like xgb_reg_24h)."
@@ -193,11 +213,15 @@ def evaluate(
     coins: Annotated[str | None, typer.Option(help="comma-separated CoinGecko ids")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    "Score a registered model on stored data without refitting, beside the random walk."
+    "Score a registered model on stored data without refitting, beside the random walk; with its served risk."
     from cryptosentinel.fitting import evaluate_bundle
+    from cryptosentinel.risk import price_bars
+    from cryptosentinel.volatility import VOL_LOOKBACK_BARS
     settings = get_settings()
     h = horizon or settings.horizons[0]
-    bundle = _bundle(_registry(), model, h)
+    registry = _registry()
+    bundle = _bundle(registry, model, h)
+    wanted = _coins(coins)
     with open_store(settings) as store:
         view = pipelines.training_view(store)
         first = _timestamp(start)
@@ -206,19 +230,49 @@ def evaluate(
             last = _timestamp(end) or newest
             first = last - pd.Timedelta(days=30)
         frame = view.training_data(first, _timestamp(end))
-    wanted = _coins(coins)
-    if wanted:
-        frame = frame[frame["coin"].isin(wanted)]
+        if wanted:
+            frame = frame[frame["coin"].isin(wanted)]
+        prices = price_bars(store, sorted(frame["coin"].unique()), start=first - pd.Timedelta(hours=VOL_LOOKBACK_BARS),
+                            end=_timestamp(end))
     if frame.empty:
         raise DataValidationError("no stored feature rows in that window and those coins")
     report = evaluate_bundle(bundle, frame.reset_index(drop=True), h)
+    if bundle.task == "regression":
+        _add_risk(report, registry, bundle, frame.reset_index(drop=True), prices, h, first, _timestamp(end))
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
     o, b = report["overall"], report["overall"]["baseline"]
     typer.echo(f"{report['model']} at {h} h on {o['n']} rows: MAE {o['mae']:.5f} (random walk {b['mae']:.5f}), "
-               f"MASE {o['mase']:.3f}, direction {o['direction_accuracy']}, coverage 80% {o['coverage_80']}, "
-               f"95% {o['coverage_95']}, DM p {o['dm_pvalue']}")
+               f"relative MAE {_fmt(o['relative_mae'])}, MASE {_fmt(o['mase'])}, AvgRelMAE {_fmt(o['avg_rel_mae'])}, "
+               f"direction {_fmt(o['direction_accuracy'])}, coverage 80% {_fmt(o['coverage_80'])}, "
+               f"95% {_fmt(o['coverage_95'])}, interval-score skill 80% {_fmt(o.get('interval_skill_80'))}, "
+               f"DM p {_fmt(o['dm_pvalue'])}")
+    v = (report.get("volatility") or {}).get("overall")
+    if v:
+        typer.echo(f"volatility {report['volatility']['model']}: QLIKE {_fmt(v['qlike'])}, skill over the best "
+                   f"baseline {_fmt(v['qlike_skill_best_baseline'])}, Mincer-Zarnowitz R2 {_fmt(v['mz_r2'])} on {v['n']} rows")
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+def _add_risk(report: dict[str, Any], registry: Any, bundle: Any, frame: pd.DataFrame, prices: pd.DataFrame,
+              h: int, start: pd.Timestamp, end: pd.Timestamp | None) -> None:
+    "The served intervals' scores (under `overall` and per coin) and the volatility champion's (`volatility`)."
+    from cryptosentinel.registry import ModelNotFoundError
+    from cryptosentinel.risk import evaluate_intervals, evaluate_volatility
+    try:
+        volatility = registry.load_champion(h, "volatility")
+    except ModelNotFoundError:
+        report["volatility"] = None
+        return
+    report["volatility"] = evaluate_volatility(registry, prices, h, start=start, end=end)
+    if bundle.lineage.get("interval_calibration"):
+        served = evaluate_intervals(bundle, volatility, frame, prices)
+        report["overall"].update(served["overall"])
+        for coin, scores in served["coins"].items():
+            report["coins"].get(coin, {}).update(scores)
+        report["interval_methods"] = served["methods"]
 
 @app.command()
 def rollback(
@@ -252,12 +306,13 @@ def predict(
 
 def _print_forecasts(forecasts: list[dict[str, Any]]) -> None:
     for f in forecasts:
-        lo, hi = f["price"] * math.exp(f["lo_80"]), f["price"] * math.exp(f["hi_80"])
+        band = "  ".join(f"{k}%: {f['price'] * math.exp(f[f'lo_{k}']):.6g}..{f['price'] * math.exp(f[f'hi_{k}']):.6g}"
+                         for k in ("80", "95") if f.get(f"lo_{k}") is not None and f.get(f"hi_{k}") is not None)
         note = " [random walk: no model beat it" + (f"; best challenger {f['challenger']} says "
                                                     f"{f['challenger_return']:+.2%}]" if f["challenger"] else "]")
         as_of = f"as of {f['made_at']}" + ("" if f["live"] else " (snapshot, not live)")
-        typer.echo(f"{f['coin']:<12} {f['horizon']:>3} h  {f['pred_price']:.6g} ({f['pred_return']:+.2%})  "
-                   f"80%: {lo:.6g}..{hi:.6g}  {f['direction']} p={f['p_up']:.2f}  {f['regime']}  {as_of}"
+        typer.echo(f"{f['coin']:<12} {f['horizon']:>3} h  {f['pred_price']:.6g} ({f['pred_return']:+.2%})  {band}  "
+                   f"{inference.direction_text(f)}  {inference.risk_text(f)}  {f['regime']}  {as_of}"
                    + (note if f["is_random_walk"] else "") + ("  OUT OF DISTRIBUTION" if f["ood_flag"] else ""))
 
 # %% ../nbs/13_cli.ipynb #cb31af11
@@ -310,6 +365,15 @@ def schedule(
     with _prefect_startup():
         flows.serve(settings)
 
+@app.command()
+def report(
+    out_dir: Annotated[str | None, typer.Option(help="folder for report.html and report.md (default: settings.reports_dir)")] = None,
+) -> None:
+    "Assemble the course report from the latest run's executed notebooks, run records and registry."
+    from cryptosentinel.report_build import build_report
+    paths = build_report(out_dir=out_dir)
+    typer.echo(f"report: {paths.html} and {paths.markdown} ({len(paths.figures)} figures) in {paths.duration_s:.1f}s")
+
 # %% ../nbs/13_cli.ipynb #8ff2a547
 def status_report() -> dict[str, Any]:
     "The system's status as a JSON-safe dict (the query layer's `status_report`)."
@@ -334,7 +398,9 @@ def _print_status(report: dict[str, Any]) -> None:
     for h, m in report["models"].get("models", {}).items():
         if m.get("name"):
             rw = "  (the random walk: no model beat it)" if m.get("is_random_walk") else ""
-            typer.echo(f"champion {h}: {m['name']} v{m['version']}{rw}")
+            skill = (m.get("metrics") or {}).get("qlike_skill_best_baseline")
+            vol = f"  (QLIKE skill over the best baseline {skill:+.1%})" if m.get("task") == "volatility" and skill is not None else ""
+            typer.echo(f"champion {h}: {m['name']} v{m['version']}{rw}{vol}")
         else:
             typer.echo(f"champion {h}: none ({m.get('note', 'run `cryptosentinel train`')})")
     p = report["predictions"]
@@ -342,7 +408,7 @@ def _print_status(report: dict[str, Any]) -> None:
     for h, entry in p["horizons"].items():
         r = entry.get("rolling")
         if r:
-            typer.echo(f"  {h}: rolling MASE {r['mase']:.3f} vs the random walk, coverage 80% {r['coverage_80']:.0%}, "
+            typer.echo(f"  {h}: rolling relative MAE {r['relative_mae']:.3f} vs the random walk, coverage 80% {r['coverage_80']:.0%}, "
                        f"95% {r['coverage_95']:.0%} over {r['n']} forecasts")
     alerts = report["alerts"]
     typer.echo(f"alerts open: {alerts.get('open', 0)} {alerts.get('by_severity', {})}")

@@ -412,18 +412,18 @@ def prediction_status(store: Any, horizons: Sequence[int], window: int = 30 * 24
                                  "latest": history["made_at"].max().isoformat() if len(history) else None}
         if len(done):
             overall = rolling_skill(done.assign(all="all"), window, by=("all",)).iloc[0]
-            entry["rolling"] = {k: _num(overall[k]) for k in ("n", "mase", "coverage_80", "coverage_95",
+            entry["rolling"] = {k: _num(overall[k]) for k in ("n", "relative_mae", "coverage_80", "coverage_95",
                                                                "direction_accuracy")}
             per_coin = rolling_skill(done, window, by=("coin",)).set_index("coin")
-            entry["coins"] = {c: {k: _num(r[k]) for k in ("n", "mase", "coverage_80", "coverage_95")}
+            entry["coins"] = {c: {k: _num(r[k]) for k in ("n", "relative_mae", "coverage_80", "coverage_95")}
                               for c, r in per_coin.iterrows()}
             per_model = rolling_skill(done.rename(columns={"model": "model_version"}), window, by=("model_version",))
-            entry["models"] = {m: {k: _num(r[k]) for k in ("n", "mase", "coverage_80", "coverage_95")}
+            entry["models"] = {m: {k: _num(r[k]) for k in ("n", "relative_mae", "coverage_80", "coverage_95")}
                                for m, r in per_model.set_index("model_version").iterrows()}
             labelled = done[done["regime"].astype(str) != ""]
             if len(labelled):  # forecast error broken down by market regime
                 per_regime = rolling_skill(labelled, window, by=("regime",)).set_index("regime")
-                entry["regimes"] = {g: {k: _num(r[k]) for k in ("n", "mae", "mase")} for g, r in per_regime.iterrows()}
+                entry["regimes"] = {g: {k: _num(r[k]) for k in ("n", "mae", "relative_mae")} for g, r in per_regime.iterrows()}
         out["horizons"][f"{h}h"] = entry
     return out
 

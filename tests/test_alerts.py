@@ -332,7 +332,7 @@ def test_rolling_skill_is_what_check_performance_judges(ms):
     recent = frame[frame["made_at"] > frame["made_at"].max() - pd.Timedelta(days=30)]
     skill = rolling_skill(recent, window=len(recent), by=("coin",)).iloc[0]
     (breach,) = [b for b in check_performance(frame, ms) if b.rule == "model_skill"]
-    assert math.isclose(breach.value, skill["mase"]) and skill["n"] == 30 * 24 and breach.n == 30
+    assert math.isclose(breach.value, skill["relative_mae"]) and skill["n"] == 30 * 24 and breach.n == 30
     # rows without both errors are left out, by both
     holes = frame.assign(abs_error=frame["abs_error"].where(frame.index % 10 != 0))
     assert rolling_skill(holes, window=10_000, by=("coin",))["n"].iloc[0] == 45 * 24 - 108
