@@ -197,9 +197,14 @@ def feature_figures(store: Store) -> dict[str, Any]:
             "feature_rows_written": sum((feats.get("store") or {}).get(k, 0) for k in ("inserted", "updated"))}
 
 def training_figures(store: Store) -> dict[str, Any]:
-    gates = _last(store, "train").get("gates", {})
+    record = _last(store, "train")
+    gates = {h: dict(tasks) for h, tasks in record.get("gates", {}).items()}
+    for h, g in record.get("volatility_gates", {}).items():
+        gates.setdefault(h, {})["volatility"] = g
     return {"champions": {f"{h} {task}": f"{(g.get('champion_after') or {}).get('name')} "
-                                        f"({'promoted' if g.get('promoted') else 'kept'})"
+                                        f"({'promoted' if g.get('promoted') else 'kept'}"
+                                        + (f", {g['improvement']:+.1%} lower loss than {g.get('baseline_name')}"
+                                           if isinstance(g.get("improvement"), float) else "") + ")"
                           for h, tasks in gates.items() for task, g in tasks.items()}}
 
 def inference_figures(store: Store) -> dict[str, Any]:
