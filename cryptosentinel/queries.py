@@ -146,6 +146,9 @@ def _forecast(row: dict[str, Any]) -> Forecast:
     row["validated"] = bool(row.get("validated"))
     if row.get("direction") in ("none", "", None):  # histories from before "no call" said "none"
         row["direction"] = NO_CALL
+    for name, field in Forecast.model_fields.items():  # text columns added to an older history read back as NULL
+        if field.annotation is str and row.get(name) is None:
+            row[name] = ""
     return Forecast(**row)
 
 def latest_forecasts(store: Store,  # reads the prediction history

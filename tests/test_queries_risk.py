@@ -53,7 +53,10 @@ def test_a_history_from_before_the_risk_columns_still_answers(store, settings):
     page = queries.prediction_history(store, 24, settings=settings)
     assert page.total == 4
     assert {r.direction for r in page.rows} == {inference.NO_CALL}  # the older "none" reads as "no call"
-    assert all(r.vol_forecast is None and r.interval_method == "" for r in page.rows)  # not stored: empty
+    older = [r for r in page.rows if r.made_at == T0]
+    newer = [r for r in page.rows if r.made_at != T0]
+    assert all(r.vol_forecast is None and r.interval_method == "" for r in older)  # columns added later: empty
+    assert sorted(r.vol_forecast for r in newer) == [0.03, 0.05]  # the history gained the columns
 
 
 @pytest.fixture
