@@ -12,8 +12,9 @@ RUN_DAYS ?= 120
 # "externally managed" system Python of Debian 12 / Ubuntu 24.04 works too).
 UV = $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_LINK_MODE := copy
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false  # offline machines: no telemetry attempts from Prefect's local server
 
-.PHONY: help install run test lint typecheck nbcheck nbtest pytest bench lab hooks export clean
+.PHONY: help install run test lint typecheck nbcheck nbtest pytest browser bench lab hooks export clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,17 +26,20 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## create .venv with the locked dependencies
 
-run: $(STAMP) ## the main job: the feature, training and inference flows (offline: the simulator), the report, the status
+run: $(STAMP) ## the main job: the three flows (offline: the simulator), the report, the status, then the API on :8000 and the dashboard on :8501
 	$(BIN)/cryptosentinel run --days $(RUN_DAYS)
 	$(BIN)/cryptosentinel report
 	$(BIN)/cryptosentinel status
+	@echo "serving the API on http://127.0.0.1:8000 and the dashboard on http://127.0.0.1:8501 (Ctrl-C stops both)"
+	@$(BIN)/cryptosentinel serve --port 8000 & api=$$!; trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/cryptosentinel dashboard --port 8501 --api-url http://127.0.0.1:8000
 
 test: lint typecheck nbcheck nbtest pytest ## lint, notebook checks, notebooks run, test suite
 
 lint: $(STAMP) ## ruff over hand-written code and generated modules (never reformats)
-	$(BIN)/ruff check cryptosentinel tests benchmarks
+	$(BIN)/ruff check cryptosentinel app tests benchmarks
 
-typecheck: $(STAMP) ## mypy over the package
+typecheck: $(STAMP) ## mypy over the package and app/
 	$(BIN)/mypy
 
 nbcheck: $(STAMP) ## notebooks clean and library in sync (nbdev's CI order)
@@ -45,7 +49,10 @@ nbtest: $(STAMP) ## run every notebook top to bottom on its small defaults
 	data_dir=$$(mktemp -d) && CRYPTOSENTINEL_DATA_DIR=$$data_dir MPLBACKEND=Agg $(BIN)/nbdev-test --n-workers 2; \
 	  status=$$?; rm -rf "$$data_dir"; exit $$status
 
-pytest: $(STAMP) ## the test suite
+browser: ## headless Chromium for the dashboard's browser test (Debian's chromium package)
+	@bash .ci/get-chromium
+
+pytest: $(STAMP) browser ## the test suite
 	$(BIN)/pytest -n 2 -q
 
 bench: $(STAMP) ## benchmarks; JSON results under reports/bench/

@@ -27,7 +27,7 @@ from .runner import flow_status
 
 # %% auto #0
 __all__ = ['log', 'app', 'configure_logging', 'main', 'ingest', 'features', 'backfill', 'train', 'evaluate', 'rollback',
-           'predict', 'run', 'schedule', 'report', 'status_report', 'status']
+           'predict', 'run', 'schedule', 'serve', 'dashboard', 'report', 'status_report', 'status']
 
 # %% ../nbs/13_cli.ipynb #adc6b3bf
 log = logging.getLogger("cryptosentinel")
@@ -364,6 +364,68 @@ def schedule(
     from cryptosentinel import flows
     with _prefect_startup():
         flows.serve(settings)
+
+def _api_log_config(level: str) -> dict[str, Any]:
+    "uvicorn's `log_config`: JSON lines on stderr, applied in every worker process."
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                                    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                                    "rename_fields": {"asctime": "time", "levelname": "level"}}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+            "root": {"handlers": ["stderr"], "level": level.upper()},
+            "loggers": {"uvicorn.access": {"level": "WARNING"}}}  # the API logs each request itself (request id, route, ...)
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="interface to bind (default: settings api.host, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port (default: settings api.port, 8000)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="uvicorn worker processes (default: settings api.workers)")] = None,
+) -> None:
+    "Serve the API (FastAPI on uvicorn): forecasts with their risk, prices, models, explanations, drift, alerts, runs."
+    import uvicorn
+    from cryptosentinel.config import project_root
+    settings = get_settings()
+    root = project_root(Path(__file__).resolve().parent) or project_root()
+    if root is None or not (root / "app" / "api" / "main.py").is_file():
+        raise CryptoSentinelError("no app/api/main.py beside the package: run `cryptosentinel serve` from the project's "
+                                  "checkout (the API lives in app/, which the wheel does not install)")
+    level = logging.getLevelName(logging.getLogger().level)  # as the --log-level / settings chose
+    uvicorn.run("app.api.main:create_app", factory=True, app_dir=str(root), host=host or settings.api.host,
+                port=port or settings.api.port, workers=workers or settings.api.workers,
+                log_config=_api_log_config(level), access_log=False,
+                timeout_worker_healthcheck=120)  # a worker answers once its champions are loaded
+
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="the dashboard's port")] = 8501,
+    host: Annotated[str, typer.Option(help="address to bind (0.0.0.0 in a container)")] = "127.0.0.1",
+    api_url: Annotated[str | None, typer.Option(help="the API's base URL (default: CRYPTOSENTINEL_API_URL, "
+                                                     "else http://127.0.0.1:8000)")] = None,
+) -> None:
+    "Start the Streamlit dashboard (`app/dashboard/main.py`) until stopped; it reads everything from the API."
+    import os
+    import subprocess
+
+    import cryptosentinel
+    from cryptosentinel.config import project_root
+    candidates = [Path(cryptosentinel.__file__).resolve().parents[1], project_root()]
+    entry = next((r / "app" / "dashboard" / "main.py" for r in candidates
+                  if r is not None and (r / "app" / "dashboard" / "main.py").is_file()), None)
+    if entry is None:
+        raise CryptoSentinelError("no app/dashboard/main.py beside the package or in the working directory's project: "
+                                  "run `cryptosentinel dashboard` from a clone of the repository")
+    env = dict(os.environ)
+    if api_url:
+        env["CRYPTOSENTINEL_API_URL"] = api_url
+    typer.echo(f"dashboard on http://{host}:{port}, reading the API at "
+               f"{env.get('CRYPTOSENTINEL_API_URL', 'http://127.0.0.1:8000')} (stop with Ctrl-C)")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port), "--server.address", host,
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    try:
+        code = subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:  # Ctrl-C reaches streamlit too: it stops by itself
+        code = 0
+    raise typer.Exit(code)
 
 @app.command()
 def report(

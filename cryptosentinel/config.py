@@ -20,7 +20,7 @@ from pydantic_settings import (BaseSettings, EnvSettingsSource, NoDecode, Pydant
 # %% auto #0
 __all__ = ['log', 'PACKAGE', 'DEFAULT_COINS', 'CryptoSentinelError', 'ConfigError', 'DataValidationError', 'SourceError',
            'StoreError', 'project_root', 'default_data_dir', 'default_reports_dir', 'split_csv', 'MonitoringSettings',
-           'flat_monitoring', 'OrchestrationSettings', 'Settings', 'get_settings']
+           'flat_monitoring', 'OrchestrationSettings', 'ApiSettings', 'Settings', 'get_settings']
 
 # %% ../nbs/00_config.ipynb #5d1c0e7a
 log = logging.getLogger(__name__)
@@ -187,6 +187,25 @@ class OrchestrationSettings(BaseModel):
     def _cron(cls, line: str) -> str:
         return _check_cron(line)
 
+# %% ../nbs/00_config.ipynb #75761e40
+class ApiSettings(BaseModel):
+    "The API service: `Settings.api`."
+    host: str = "127.0.0.1"  # `cryptosentinel serve` binds here by default (0.0.0.0 in a container)
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)  # uvicorn worker processes
+    cors_origins: Annotated[list[str], NoDecode] = []  # browser origins allowed to call the API (the dashboard's)
+    upload_max_bytes: int = Field(20_000_000, gt=0)  # a larger /predict/upload file is refused (413)
+    upload_max_rows: int = Field(200_000, gt=0)  # ... and a file with more rows
+    admin_api_key: SecretStr | None = None  # X-API-Key of the admin routes; None: every admin call is refused (401)
+    champion_check_s: float = Field(60.0, gt=0)  # how often the registry's champions are compared with the served ones
+    data_check_s: float = Field(15.0, gt=0)  # how often each coin's newest bar is read (a new bar: a new forecast)
+    benchmark_routes: bool = False  # the floor endpoints under /api/v1/bench (benchmarks only)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_from_csv(cls, value: Any) -> Any:
+        return split_csv(value)
+
 # %% ../nbs/00_config.ipynb #686edf19
 DEFAULT_COINS = ("bitcoin", "ethereum", "solana", "cardano", "ripple", "dogecoin", "litecoin", "binancecoin")
 
@@ -227,6 +246,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)  # thresholds (see above)
     reports_dir: Path = Field(default_factory=default_reports_dir)  # executed notebooks and reports
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)  # flows (see above)
+    api: ApiSettings = Field(default_factory=ApiSettings)  # the API service (see above)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -1,0 +1,1 @@
+"""CryptoSentinel's services: the FastAPI app (`app.api`) and the Streamlit dashboard (`app.dashboard`)."""

@@ -1,0 +1,1 @@
+"""The FastAPI service: a thin layer over `cryptosentinel.service` and `cryptosentinel.queries`."""

@@ -1,0 +1,1 @@
+"""One router per file, each a thin call into the package."""
