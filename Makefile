@@ -12,7 +12,8 @@ RUN_DAYS ?= 120
 # "externally managed" system Python of Debian 12 / Ubuntu 24.04 works too).
 UV = $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_LINK_MODE := copy
-export PREFECT_SERVER_ANALYTICS_ENABLED ?= false  # offline machines: no telemetry attempts from Prefect's local server
+# offline machines: no telemetry attempts from Prefect's local server (a comment after a value would become part of it)
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: help install run test lint typecheck nbcheck nbtest pytest browser bench lab hooks export clean
 

@@ -23,7 +23,6 @@ from . import inference, pipelines
 from .store import features_group
 from .store_hopsworks import open_store
 from . import queries
-from .runner import flow_status
 
 # %% auto #0
 __all__ = ['log', 'app', 'configure_logging', 'main', 'ingest', 'features', 'backfill', 'train', 'evaluate', 'rollback',
@@ -442,7 +441,6 @@ def status_report() -> dict[str, Any]:
     settings = get_settings()
     with open_store(settings) as store:
         report = queries.status_report(store, _registry(), settings).model_dump(mode="json")
-        report["runs"]["flows"] = flow_status(store, settings)  # TODO(queries): move into queries.status_report
     return report
 
 def _print_status(report: dict[str, Any]) -> None:

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import logging
+import statistics
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
@@ -16,19 +18,25 @@ from .config import CryptoSentinelError, Settings, get_settings
 from .util import json_safe, to_utc, utc_now
 from .features import FEATURE_VERSION
 from .store import PRICES, Store, features_group
-from .regimes import RegimeModel, current_regimes
+from .regimes import PCA_FEATURES, RegimeModel, current_regimes, fit_pca
+from .bundle import registered_name
+from .registry import ModelNotFoundError
 from .monitoring import drift_history
 from .notify import SEVERITIES
 from .alerts import open_alerts, predictions_group, stored_alerts
 from .inference import LIVE_SOURCES, NO_CALL, PREDICTION_COLUMNS, prediction_status
 
 # %% auto #0
-__all__ = ['TASK_KEYS', 'RUN_KINDS', 'NotFoundError', 'Record', 'CoinSummary', 'coins', 'PriceBar', 'price_history', 'Forecast',
-           'latest_forecasts', 'PredictionPage', 'prediction_history', 'ModelVersion', 'models', 'model_listing',
-           'champions', 'Explanation', 'explanation', 'RegimeSpan', 'RegimeView', 'regime', 'DriftSummary', 'drift',
-           'AlertRecord', 'alerts', 'RunRecord', 'runs', 'StatusReport', 'status_report']
+__all__ = ['log', 'TASK_KEYS', 'RUN_KIND', 'FLOWS', 'SCHEDULED', 'RUN_KINDS', 'NotFoundError', 'Record', 'CoinSummary', 'coins',
+           'PriceBar', 'price_history', 'Forecast', 'latest_forecasts', 'PredictionPage', 'prediction_history',
+           'ModelVersion', 'models', 'model_listing', 'champions', 'Explanation', 'model_importance', 'explanation',
+           'RegimeSpan', 'RegimeView', 'regime', 'RegimePoint', 'RegimeProjection', 'regime_projection', 'DriftSummary',
+           'drift', 'AlertRecord', 'alerts', 'RunRecord', 'runs', 'cron_interval_s', 'flow_status', 'StatusReport',
+           'status_report']
 
 # %% ../nbs/10a_queries.ipynb #c25f10a2
+log = logging.getLogger(__name__)
+
 class NotFoundError(CryptoSentinelError, LookupError):
     "The thing asked about does not exist (unknown coin, horizon with no history, no such run)."
 
@@ -256,17 +264,40 @@ class Explanation(Record):
     explained_by: str = Field(description="the model whose contributions these are")
     shap: list[dict[str, Any]] = Field(description="top SHAP contributions to the forecast")
     lime: dict[str, Any] | None = Field(None, description="LIME beside SHAP and their agreement, if computed")
+    importance: dict[str, Any] | None = Field(
+        None, description="global SHAP importance of the explaining model (its lineage's `shap_importance`: "
+                          "`features` as feature, mean_abs_shap), if a registry was asked and the model has one")
 
-def explanation(store: Store, coin: str, horizon: int, settings: Settings | None = None) -> Explanation:
-    "SHAP contributions of a coin's latest forecast, with LIME beside them."
+def model_importance(registry: Any,  # a `cryptosentinel.registry.Registry`
+                     label: str,  # `family@version`, as a forecast's `explained_by` or `model` names it
+                     horizon: int,  # hours (the registered name is `family_{horizon}h`)
+                     ) -> dict[str, Any] | None:
+    "Global SHAP importance stored with a model version at training (None: a constant model or no such version)."
+    family, _, version = (label or "").rpartition("@")
+    if not family or not version.isdigit():
+        return None
+    try:
+        bundle = registry.load(registered_name(family, horizon), int(version))
+    except ModelNotFoundError as exc:
+        log.warning("no registered %s (%s): the explanation is served without global importance", label, exc)
+        return None
+    found = bundle.lineage.get("shap_importance")
+    return json_safe(found) if isinstance(found, dict) else None
+
+def explanation(store: Store, coin: str, horizon: int, settings: Settings | None = None,
+                registry: Any = None,  # given: the explaining model's global SHAP importance too
+                ) -> Explanation:
+    "SHAP contributions of a coin's latest forecast, with LIME beside them (and global importance, with a registry)."
     found = latest_forecasts(store, [coin], [horizon], settings)
     if not found:
         raise NotFoundError(f"no {horizon} h forecast for {coin} yet: run `cryptosentinel predict`")
     f = found[0]
     runs = store.runs("predict", limit=1)
     lime = (runs[0]["record"].get("lime_vs_shap") or {}).get(coin) if runs else None
-    return Explanation(coin=coin, horizon=horizon, made_at=f.made_at, explained_by=getattr(f, "explained_by", f.model),
-                       shap=f.top_features, lime=lime)
+    explained_by = getattr(f, "explained_by", None) or f.model
+    importance = model_importance(registry, explained_by, horizon) if registry is not None else None
+    return Explanation(coin=coin, horizon=horizon, made_at=f.made_at, explained_by=explained_by,
+                       shap=f.top_features, lime=lime, importance=importance)
 
 # %% ../nbs/10a_queries.ipynb #ae537473
 class RegimeSpan(Record):
@@ -305,6 +336,44 @@ def regime(store: Store, coin: str, days: int = 30, settings: Settings | None = 
     return RegimeView(coin=coin, current=current_regimes(model, recent)[coin],
                       descriptions=json_safe({str(r["regime"]): r for r in centres.to_dict("records")}),
                       history=spans)
+
+# %% ../nbs/10a_queries.ipynb #2b9f4d17
+class RegimePoint(Record):
+    ts: datetime
+    pc1: float
+    pc2: float
+    regime: str
+
+class RegimeProjection(Record):
+    coin: str
+    explained_variance: list[float] = Field(description="share of the standardised variance of PC1 and PC2")
+    rows: int = Field(description="feature rows in the window (before the max_points bound)")
+    points: list[RegimePoint] = Field(description="the newest rows on PC1 and PC2 with their regime, oldest first")
+
+def regime_projection(store: Store, coin: str, days: int = 30,
+                      max_points: int = 2000,  # the newest this many rows
+                      settings: Settings | None = None) -> RegimeProjection:
+    "A coin's recent feature rows on their first two principal components, each with its regime."
+    settings = settings or get_settings()
+    _known_coin(coin, settings)
+    model = _regime_model(store)
+    group = features_group(store)
+    newest = store.latest(group, coins=[coin], columns=["coin", "ts"])
+    if newest.empty:
+        raise NotFoundError(f"no features for {coin}: run `cryptosentinel features`")
+    recent = store.read(group, coins=[coin], start=newest["ts"].iloc[0] - pd.Timedelta(days=days))
+    recent = recent.dropna(subset=list(PCA_FEATURES)).sort_values("ts").reset_index(drop=True)
+    if len(recent) < 3:
+        raise NotFoundError(f"too few feature rows for {coin} in the last {days} days to project: "
+                            "run `cryptosentinel features`")
+    pca = fit_pca(recent, 2)
+    shown = recent.tail(max_points)
+    scores = pca.transform(shown)
+    labels = model.label(shown)
+    points = [RegimePoint(ts=ts, pc1=a, pc2=b, regime=str(r)) for ts, a, b, r in
+              zip(shown["ts"], scores["PC1"], scores["PC2"], labels["regime"], strict=True)]
+    return RegimeProjection(coin=coin, explained_variance=[float(v) for v in pca.explained_variance_ratio],
+                            rows=len(recent), points=points)
 
 # %% ../nbs/10a_queries.ipynb #b0d2c17a
 class DriftSummary(Record):
@@ -356,6 +425,48 @@ def runs(store: Store, kind: str | None = None, limit: int = 50) -> list[RunReco
     return [RunRecord(id=str(r["id"]), kind=r["kind"], created_at=r["created_at"], record=json_safe(r["record"]))
             for r in store.runs(kind, limit=limit)]
 
+# %% ../nbs/10a_queries.ipynb #67d66f1b
+RUN_KIND = "flow_run"  # the store's run-record kind of a flow run
+FLOWS = ("feature_pipeline", "training_pipeline", "inference_pipeline", "backfill")
+SCHEDULED = {"features": ("feature_pipeline", "features_cron"), "training": ("training_pipeline", "training_cron"),
+             "inference": ("inference_pipeline", "inference_cron")}  # deployment -> (flow, cron setting)
+
+def cron_interval_s(line: str) -> float:
+    "The typical interval of a cron line in seconds (the median gap between its next runs)."
+    from cronsim import CronSim  # installed with prefect (the `pipelines` extra)
+    it = CronSim(line, datetime(2024, 1, 1, tzinfo=UTC))
+    times = [next(it) for _ in range(50)]
+    return statistics.median((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+
+def flow_status(store: Store, settings: Settings | None = None, now: Any = None,
+                limit: int = 500,  # flow records read, newest first
+                ) -> dict[str, Any]:
+    "Per flow: last run, last success, ages, and whether a scheduled flow has a gap (no success in 2 intervals)."
+    settings = settings or get_settings()
+    now = utc_now(now)
+    records = store.runs(RUN_KIND, limit=limit)
+    try:
+        intervals = {f: cron_interval_s(getattr(settings.orchestration, cron)) for f, cron in SCHEDULED.values()}
+    except ImportError as exc:  # a slim install without the `pipelines` extra
+        log.warning("cannot read the cron schedules (%s): schedule gaps are not judged", exc)
+        intervals = {}
+    out: dict[str, Any] = {}
+    for name in FLOWS:
+        mine = [r for r in records if r["record"].get("flow") == name]
+        last = mine[0] if mine else None
+        ok = next((r for r in mine if r["record"].get("state") == "Completed"), None)
+        def age(r: dict[str, Any] | None) -> float | None:
+            return None if r is None else round((now - utc_now(r["created_at"])).total_seconds(), 1)
+        interval = intervals.get(name)
+        out[name] = {"last_state": None if last is None else last["record"].get("state"),
+                     "last_run_at": None if last is None else last["created_at"], "last_age_s": age(last),
+                     "last_duration_s": None if last is None else last["record"].get("duration_s"),
+                     "last_notebooks": [] if last is None else last["record"].get("notebooks", []),
+                     "last_success_at": None if ok is None else ok["created_at"], "last_success_age_s": age(ok),
+                     "interval_s": interval,
+                     "schedule_gap": None if interval is None else (ok is None or (age(ok) or 0.0) > 2 * interval)}
+    return json_safe(out)
+
 # %% ../nbs/10a_queries.ipynb #c5d1a8dd
 RUN_KINDS = ("ingest", "features", "backfill", "train", "predict")
 
@@ -379,7 +490,9 @@ def _store_status(store: Store) -> dict[str, Any]:
             staleness={**staleness.to_dict(), "max_age_s": None if oldest is None else oldest.total_seconds()})
     return report
 
-def status_report(store: Store, registry: Any, settings: Settings | None = None) -> StatusReport:
+def status_report(store: Store, registry: Any, settings: Settings | None = None,
+                  now: Any = None,  # the clock of the flows' ages (tests)
+                  ) -> StatusReport:
     "The whole system's status, JSON-safe."
     settings = settings or get_settings()
     drift_runs = store.runs("drift", limit=1)
@@ -389,4 +502,5 @@ def status_report(store: Store, registry: Any, settings: Settings | None = None)
     return StatusReport(**json_safe({
         "store": _store_status(store), "models": model_listing(registry),
         "predictions": prediction_status(store, settings.horizons), "drift": last_drift,
-        "alerts": open_alerts(store, settings=settings), "runs": last_runs}))
+        "alerts": open_alerts(store, settings=settings),
+        "runs": {**last_runs, "flows": flow_status(store, settings, now)}}))

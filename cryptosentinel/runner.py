@@ -8,11 +8,9 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-import statistics
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +18,14 @@ import httpx
 
 from .config import ConfigError, CryptoSentinelError, Settings, SourceError, StoreError, get_settings
 from .config import project_root
-from .store import Store
 from .util import RetryableError, json_safe, utc_now
+from .queries import FLOWS as FLOWS, RUN_KIND as RUN_KIND, SCHEDULED as SCHEDULED  # moved to queries
+from .queries import cron_interval_s as cron_interval_s, flow_status as flow_status
 
 # %% auto #0
-__all__ = ['log', 'TRANSIENT_NAMES', 'RUN_KIND', 'FLOWS', 'SCHEDULED', 'notebooks_dir', 'resolve_notebook', 'run_folder',
-           'step_settings', 'ParameterError', 'notebook_parameters', 'check_parameters', 'transient_error',
-           'is_transient', 'NotebookError', 'NotebookRun', 'write_html', 'run_notebook', 'cron_interval_s',
-           'flow_status']
+__all__ = ['log', 'TRANSIENT_NAMES', 'notebooks_dir', 'resolve_notebook', 'run_folder', 'step_settings', 'ParameterError',
+           'notebook_parameters', 'check_parameters', 'transient_error', 'is_transient', 'NotebookError', 'NotebookRun',
+           'write_html', 'run_notebook']
 
 # %% ../nbs/11a_runner.ipynb #7ff7e845
 log = logging.getLogger(__name__)
@@ -285,45 +283,3 @@ def run_notebook(notebook: str | Path,  # `20_ingest`, a file name or a path
                       _cell_times(executed) if executed is not None else 0.0, html_s, attempt=attempt)
     log.info("notebook %s ran in %.1fs (cells %.1fs): %s", source.stem, run.duration_s, run.cells_s, out)
     return run
-
-# %% ../nbs/11a_runner.ipynb #67d66f1b
-RUN_KIND = "flow_run"  # the store's run-record kind of a flow run
-FLOWS = ("feature_pipeline", "training_pipeline", "inference_pipeline", "backfill")
-SCHEDULED = {"features": ("feature_pipeline", "features_cron"), "training": ("training_pipeline", "training_cron"),
-             "inference": ("inference_pipeline", "inference_cron")}  # deployment -> (flow, cron setting)
-
-def cron_interval_s(line: str) -> float:
-    "The typical interval of a cron line in seconds (the median gap between its next runs)."
-    from cronsim import CronSim  # installed with prefect (the `pipelines` extra)
-    it = CronSim(line, datetime(2024, 1, 1, tzinfo=UTC))
-    times = [next(it) for _ in range(50)]
-    return statistics.median((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
-
-def flow_status(store: Store, settings: Settings | None = None, now: Any = None,
-                limit: int = 500,  # flow records read, newest first
-                ) -> dict[str, Any]:
-    "Per flow: last run, last success, ages, and whether a scheduled flow has a gap (no success in 2 intervals)."
-    settings = settings or get_settings()
-    now = utc_now(now)
-    records = store.runs(RUN_KIND, limit=limit)
-    try:
-        intervals = {f: cron_interval_s(getattr(settings.orchestration, cron)) for f, cron in SCHEDULED.values()}
-    except ImportError as exc:  # a slim install without the `pipelines` extra
-        log.warning("cannot read the cron schedules (%s): schedule gaps are not judged", exc)
-        intervals = {}
-    out: dict[str, Any] = {}
-    for name in FLOWS:
-        mine = [r for r in records if r["record"].get("flow") == name]
-        last = mine[0] if mine else None
-        ok = next((r for r in mine if r["record"].get("state") == "Completed"), None)
-        def age(r: dict[str, Any] | None) -> float | None:
-            return None if r is None else round((now - utc_now(r["created_at"])).total_seconds(), 1)
-        interval = intervals.get(name)
-        out[name] = {"last_state": None if last is None else last["record"].get("state"),
-                     "last_run_at": None if last is None else last["created_at"], "last_age_s": age(last),
-                     "last_duration_s": None if last is None else last["record"].get("duration_s"),
-                     "last_notebooks": [] if last is None else last["record"].get("notebooks", []),
-                     "last_success_at": None if ok is None else ok["created_at"], "last_success_age_s": age(ok),
-                     "interval_s": interval,
-                     "schedule_gap": None if interval is None else (ok is None or (age(ok) or 0.0) > 2 * interval)}
-    return json_safe(out)

@@ -156,6 +156,48 @@ def test_history_models_explain_regimes_drift_alerts_runs(api, sim):
     assert "reports" in api.get("/api/v1/drift").json()
 
 
+def test_explain_serves_the_global_shap_importance_of_the_explaining_model(api, sim):
+    _, _, registry, _ = sim
+    expl = api.get("/api/v1/explain/bitcoin").json()
+    family, _, version = expl["explained_by"].rpartition("@")
+    imp = expl["importance"]
+    bundle = registry.load(f"{family}_24h", int(version))
+    if bundle.is_constant:  # a constant model has no SHAP importance
+        assert imp is None
+    else:
+        assert imp["features"] and {"feature", "mean_abs_shap"} <= set(imp["features"][0])
+        assert imp == bundle.lineage["shap_importance"]
+
+
+def test_regime_pca_points_are_bounded_and_labelled(api):
+    proj = api.get("/api/v1/regimes/bitcoin/pca", params={"days": 10, "max_points": 50}).json()
+    assert proj["coin"] == "bitcoin" and proj["rows"] == 10 * 24 + 1 and len(proj["points"]) == 50
+    assert {"ts", "pc1", "pc2", "regime"} <= set(proj["points"][0]) and len(proj["explained_variance"]) == 2
+    regimes = set(api.get("/api/v1/regimes/bitcoin").json()["descriptions"])
+    assert {p["regime"] for p in proj["points"]} <= regimes
+    is_error(api.get("/api/v1/regimes/tether/pca"), 404, "not_found")
+    is_error(api.get("/api/v1/regimes/bitcoin/pca", params={"max_points": 10_000}), 422, "validation_error")
+
+
+def test_runs_flows_shows_each_flow_with_its_schedule_gap(api, sim):
+    _, store, _, _ = sim
+    flows = api.get("/api/v1/runs/flows").json()
+    assert set(flows) == {"feature_pipeline", "training_pipeline", "inference_pipeline", "backfill"}
+    assert flows["backfill"]["schedule_gap"] is None  # not scheduled
+    assert all(flows[f]["interval_s"] > 0 for f in ("feature_pipeline", "training_pipeline", "inference_pipeline"))
+    never = [f for f, s in flows.items() if s["last_state"] is None and s["interval_s"]]
+    assert all(flows[f]["schedule_gap"] is True for f in never)  # never succeeded: a gap
+    store.record_run("flow_run", {"flow": "inference_pipeline", "state": "Completed", "duration_s": 2.5,
+                                  "notebooks": ["23_predict"]})
+    ran = api.get("/api/v1/runs/flows").json()["inference_pipeline"]
+    assert ran["last_state"] == "Completed" and ran["last_duration_s"] == 2.5 and ran["schedule_gap"] is False
+
+
+def test_drift_scores_over_time_per_feature(api):
+    scores = api.get("/api/v1/drift").json()["scores"]
+    assert scores and {"ts", "feature", "score"} <= set(scores[0])
+
+
 def test_reports_by_link_and_nothing_else(api, sim):
     settings, store, _, _ = sim
     page = settings.reports_dir / "runs" / "r1" / "23_predict.html"

@@ -32,7 +32,12 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]  # a test of units may say `c
 ENTRY = ROOT / "app" / "dashboard" / "main.py"
 COINS = ["bitcoin", "ethereum"]
 PAGES = ("overview", "forecasts", "history", "explain", "regimes", "drift", "pipeline")
-MIN_CHARTS = {"overview": 3, "forecasts": 3, "history": 4, "explain": 1, "regimes": 3, "drift": 2, "pipeline": 2}
+MIN_CHARTS = {"overview": 3, "forecasts": 3, "history": 4, "explain": 2, "regimes": 4, "drift": 2, "pipeline": 3}
+SIM_CHARTS = {  # page -> chart titles it must draw on the simulated store (issue 12's pages)
+    "explain": ("Global SHAP importance of",),
+    "regimes": ("on the first two principal components, coloured by regime",),
+    "drift": ("Drift score per feature over time",),
+    "pipeline": ("Time since each scheduled flow last succeeded",)}
 
 
 def free_port() -> int:
@@ -145,6 +150,9 @@ def test_every_page_on_the_simulated_store(sim_api, app_test):
         assert "Simulated data" in shown, page  # labelled on every page
         assert not at.error, (page, [e.value for e in at.error])
         print(f"AppTest {page}: {took:.2f} s, {len(charts)} charts")
+        specs = " ".join(c.proto.spec for c in charts)
+        for title in SIM_CHARTS.get(page, ()):
+            assert title in specs, (page, title)
         if page == "overview":
             assert len(at.metric) >= 5 and any(m.label == "Data as of" for m in at.metric)
             assert any("Latest forecasts" in e.label for e in at.expander)
@@ -161,6 +169,8 @@ def test_every_page_on_the_simulated_store(sim_api, app_test):
         elif page == "pipeline":
             labels = [b.label for b in at.button]
             assert "Start a run" in labels and "Reload the champions" in labels
+            assert any("Schedule gaps" in s.value for s in at.subheader)
+            assert any("Flow status" in e.label for e in at.expander)
     start = next(b for b in at.button if b.label == "Start a run")
     at = start.click().run()
     assert_clean(at, "pipeline: start a run")

@@ -171,6 +171,16 @@ def regimes(coin: str, days: int = 30) -> dict[str, Any]:
     return get(f"/api/v1/regimes/{coin}", days=days)
 
 
+def regime_pca(coin: str, days: int = 30, max_points: int = 2000) -> dict[str, Any]:
+    "The coin's recent feature rows on PC1 and PC2 with their regime."
+    return get(f"/api/v1/regimes/{coin}/pca", days=days, max_points=max_points)
+
+
+def flows() -> dict[str, dict[str, Any]]:
+    "Per flow: last run, last success, interval and schedule gap."
+    return get("/api/v1/runs/flows")
+
+
 def drift(history_: int = 50) -> dict[str, Any]:
     return get("/api/v1/drift", history=history_)
 

@@ -52,12 +52,19 @@ if hist.empty or hist["ts"].nunique() < 1:
     ui.empty("drift history", "Each inference run adds a point; run it a few times, then reload.")
 else:
     hist["ts"] = pd.to_datetime(hist["ts"], utc=True, format="ISO8601")
-    top = hist.groupby("feature")["score"].max().sort_values(ascending=False).head(12).index
-    wide = hist[hist["feature"].isin(top)].pivot_table(index="feature", columns="ts", values="score")
-    fig = go.Figure(go.Heatmap(z=wide.values, x=[t.strftime("%m-%d %H:%M") for t in wide.columns], y=wide.index,
-                               colorscale="YlOrRd", zmin=0, zmax=1, colorbar=dict(title="score")))
-    ui.chart(ui.figure(fig, "Drift score per feature over time (the 12 most drifted)", "check time (UTC)",
-                       "feature", height=420), key="dr_hist")
+    top = hist.groupby("feature")["score"].max().sort_values(ascending=False).head(8).index
+    limit = ((latest or {}).get("thresholds") or {}).get("feature_score")
+    fig = go.Figure()
+    for i, name in enumerate(top):
+        part = hist[hist["feature"] == name].sort_values("ts")
+        fig.add_trace(go.Scatter(x=part["ts"], y=part["score"], mode="lines+markers", name=str(name),
+                                 line=dict(color=ui.PALETTE[i % len(ui.PALETTE)], width=2),
+                                 hovertemplate=f"{name}<br>%{{x}}<br>score %{{y:.3f}}<extra></extra>"))
+    if limit is not None:
+        fig.add_hline(y=limit, line=dict(color=ui.ORANGE, dash="dash"), annotation_text="threshold")
+    fig.update_xaxes(type="date")
+    ui.chart(ui.figure(fig, f"Drift score per feature over time (the {len(top)} most drifted)", "check time (UTC)",
+                       "drift score (0 = same distribution, 1 = disjoint)", height=420), key="dr_hist")
     ui.table("Drift scores over time (table)", hist)
 
 integ = d.get("integrity")

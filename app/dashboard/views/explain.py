@@ -23,18 +23,25 @@ ex = ui.fetch("explanation", lambda: data.explanation(coin, horizon),
               "Run inference (`cryptosentinel run`) to store a forecast with its SHAP contributions.")
 models = ui.fetch("models", data.models, "Train models (`cryptosentinel train`), then reload.") or []
 
-# --- global importance (stored with a model version when the API passes the lineage through)
+# --- global importance of the model that explains the forecast (stored in its lineage at training)
 explained_by = (ex or {}).get("explained_by", "")
-imp = next((m.get("shap_importance") for m in models if f"{m.get('family')}@{m.get('version')}" == explained_by
-            or f"{m.get('name')}@{m.get('version')}" == explained_by), None)
-if isinstance(imp, dict) and isinstance(imp.get("importance"), dict):
-    s = pd.Series(imp["importance"], dtype=float).sort_values().tail(15)
-    fig = go.Figure(go.Bar(x=s.values, y=s.index, orientation="h", marker_color=ui.BLUE))
-    ui.chart(ui.figure(fig, f"Global SHAP importance of {explained_by}", "mean |SHAP| (model output units)",
-                       "feature", height=420), key="ex_global")
-else:
-    st.info("Global SHAP importance is not served by the API yet (it is stored in each model's lineage as "
-            "`shap_importance`): see the training notebook's SHAP summary in `reports/`.", icon=":material/info:")
+imp = (ex or {}).get("importance") or {}
+ranked = pd.DataFrame(imp.get("features") or [])
+if not ranked.empty and {"feature", "mean_abs_shap"} <= set(ranked):
+    ranked = ranked.assign(mean_abs_shap=ranked["mean_abs_shap"].astype(float)).sort_values("mean_abs_shap")
+    ranked = ranked.tail(15)
+    unit = imp.get("output_label") or "model output units"
+    fig = go.Figure(go.Bar(x=ranked["mean_abs_shap"], y=ranked["feature"], orientation="h", marker_color=ui.BLUE,
+                           hovertemplate="%{y}: %{x:.3g}<extra></extra>"))
+    ui.chart(ui.figure(fig, f"Global SHAP importance of {explained_by} (top {len(ranked)} features)",
+                       f"mean |SHAP| ({unit})", "feature", height=420), key="ex_global")
+    st.caption(f"Computed at training on {imp.get('rows', '?')} rows ({imp.get('method', 'SHAP')}); "
+               "the larger the bar, the more the feature moves this model's forecasts on average.")
+elif ex:
+    ui.empty("global SHAP importance",
+             f"{explained_by or 'The served model'} has no stored global importance (a constant model such as the "
+             "random walk, or one trained without explanations); train a model (`cryptosentinel train`) that beats "
+             "it, then reload.")
 
 # --- the latest forecast: SHAP waterfall, LIME beside it
 if ex:

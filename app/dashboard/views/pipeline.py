@@ -63,6 +63,36 @@ elif runs:
         for run_id, t in notebooks:
             st.markdown(f"- run {run_id} · **{t.get('task')}** ({t.get('state')}): `{t.get('html_path') or t['path']}`")
 
+# --- schedule gaps: per flow, the time since its last success against twice its schedule's interval
+flows = ui.fetch("flow status", data.flows, "Run the pipeline (`cryptosentinel run`).")
+if flows:
+    st.subheader("Schedule gaps")
+    fs = pd.DataFrame([{"flow": name, **f} for name, f in flows.items()])
+    scheduled = fs[fs["interval_s"].notna()].copy()
+    gaps = [r.flow for r in scheduled.itertuples() if r.schedule_gap]
+    if gaps:
+        st.warning(f"Schedule gap in {', '.join(gaps)}: no successful run within twice the schedule's interval. "
+                   "Check the Prefect deployments (`cryptosentinel schedule`) or start a run.", icon=":material/warning:")
+    elif len(scheduled):
+        st.success("Every scheduled flow succeeded within twice its interval.", icon=":material/check_circle:")
+    if len(scheduled):
+        scheduled["limit_h"] = scheduled["interval_s"].astype(float) * 2 / 3600
+        never = scheduled["last_success_age_s"].isna()
+        scheduled["age_h"] = scheduled["last_success_age_s"].astype(float) / 3600
+        shown_h = scheduled["age_h"].where(~never, scheduled["limit_h"] * 1.5)  # never succeeded: past the limit
+        fig = go.Figure()
+        fig.add_trace(go.Bar(y=scheduled["flow"], x=shown_h, orientation="h", name="since the last success",
+                             marker_color=[ui.RED if g else ui.GREEN for g in scheduled["schedule_gap"]],
+                             text=["never succeeded" if n else ui.age_text(a * 3600)
+                                   for n, a in zip(never, scheduled["age_h"], strict=True)],
+                             textposition="auto"))
+        fig.add_trace(go.Scatter(y=scheduled["flow"], x=scheduled["limit_h"], mode="markers",
+                                 name="gap limit (2 x interval)",
+                                 marker=dict(color=ui.ORANGE, size=14, symbol="line-ns-open", line=dict(width=3))))
+        ui.chart(ui.figure(fig, "Time since each scheduled flow last succeeded (red: a schedule gap)",
+                           "hours since the last success", "flow", height=300), key="pl_gaps")
+    ui.table("Flow status (table)", fs, expanded=False)
+
 st.subheader("Admin")
 if not data.admin_key():
     st.caption("Admin actions are hidden: set CRYPTOSENTINEL_API__ADMIN_API_KEY (the API's admin key) for the "

@@ -1,5 +1,6 @@
-"""Market regime: regimes as a coloured background on the price chart, the regime map (centres on the volatility
-and trend axes), regime descriptions, forecast error and coverage by regime."""
+"""Market regime: regimes as a coloured background on the price chart, the PCA projection of recent bars coloured
+by regime, the regime map (centres on the volatility and trend axes), regime descriptions, forecast error and
+coverage by regime."""
 
 from __future__ import annotations
 
@@ -49,6 +50,26 @@ else:
     fig.update_xaxes(type="date")
     ui.chart(ui.figure(fig, f"{coin.title()}: price with its regimes (last {days} days)", "time (UTC)",
                        "price (USD)", height=440), key="rg_price")
+
+# --- the PCA projection: recent rows on their first two principal components, coloured by regime
+proj = ui.fetch(f"{coin} PCA projection", lambda: data.regime_pca(coin, days),
+                "Compute features and train (`cryptosentinel train`), then reload.")
+points = data.frame((proj or {}).get("points") or [], times=("ts",))
+if proj is not None and points.empty:
+    ui.empty(f"PCA projection for {coin}", "Compute features (`cryptosentinel features`), then reload.")
+elif proj is not None:
+    ev = (proj.get("explained_variance") or []) + [float("nan")] * 2
+    fig = go.Figure()
+    for name in sorted(points["regime"].unique(), key=lambda r: regimes.index(r) if r in regimes else len(regimes)):
+        part = points[points["regime"] == name]
+        fig.add_trace(go.Scatter(x=part["pc1"], y=part["pc2"], mode="markers", name=f"{name} ({len(part)})",
+                                   marker=dict(color=colour.get(name, ui.GREY), size=6, opacity=0.7),
+                                   customdata=part["ts"].dt.strftime("%Y-%m-%d %H:%M"),
+                                   hovertemplate="%{customdata} UTC<br>PC1 %{x:.2f}, PC2 %{y:.2f}<extra></extra>"))
+    ui.chart(ui.figure(fig, f"{coin.title()}: the last {days} days on the first two principal components, "
+                            f"coloured by regime ({len(points)} of {proj.get('rows', len(points))} bars)",
+                       f"PC1 ({ev[0]:.0%} of the standardised variance)",
+                       f"PC2 ({ev[1]:.0%} of the standardised variance)", height=440), key="rg_pca")
 
 desc = pd.DataFrame((view.get("descriptions") or {}).values())
 left, right = st.columns(2)
