@@ -729,6 +729,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'cryptosentinel.queries._forecast': ('queries.html#_forecast', 'cryptosentinel/queries.py'),
                                         'cryptosentinel.queries._history': ('queries.html#_history', 'cryptosentinel/queries.py'),
                                         'cryptosentinel.queries._known_coin': ('queries.html#_known_coin', 'cryptosentinel/queries.py'),
+                                        'cryptosentinel.queries._recent_features': ( 'queries.html#_recent_features',
+                                                                                     'cryptosentinel/queries.py'),
                                         'cryptosentinel.queries._regime_model': ('queries.html#_regime_model', 'cryptosentinel/queries.py'),
                                         'cryptosentinel.queries._store_status': ('queries.html#_store_status', 'cryptosentinel/queries.py'),
                                         'cryptosentinel.queries.alerts': ('queries.html#alerts', 'cryptosentinel/queries.py'),

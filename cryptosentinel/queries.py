@@ -318,16 +318,19 @@ def _regime_model(store: Store) -> RegimeModel:
         raise NotFoundError("no regime model yet: run `cryptosentinel train`")
     return RegimeModel.from_dict(fitted[0]["record"])
 
-def regime(store: Store, coin: str, days: int = 30, settings: Settings | None = None) -> RegimeView:
-    "A coin's current regime and its regime history over the last `days` of features."
-    settings = settings or get_settings()
+def _recent_features(store: Store, coin: str, days: int, settings: Settings) -> tuple[RegimeModel, pd.DataFrame]:
+    "The fitted regime model and a known coin's feature rows of the last `days` before its newest bar."
     _known_coin(coin, settings)
     model = _regime_model(store)
     group = features_group(store)
     newest = store.latest(group, coins=[coin], columns=["coin", "ts"])
     if newest.empty:
         raise NotFoundError(f"no features for {coin}: run `cryptosentinel features`")
-    recent = store.read(group, coins=[coin], start=newest["ts"].iloc[0] - pd.Timedelta(days=days))
+    return model, store.read(group, coins=[coin], start=newest["ts"].iloc[0] - pd.Timedelta(days=days))
+
+def regime(store: Store, coin: str, days: int = 30, settings: Settings | None = None) -> RegimeView:
+    "A coin's current regime and its regime history over the last `days` of features."
+    model, recent = _recent_features(store, coin, days, settings or get_settings())
     labels = model.label(recent).sort_values("ts")
     run_id = (labels["regime"] != labels["regime"].shift()).cumsum()
     spans = [RegimeSpan(regime=str(g["regime"].iloc[0]), start=g["ts"].iloc[0], end=g["ts"].iloc[-1], bars=len(g))
@@ -354,14 +357,7 @@ def regime_projection(store: Store, coin: str, days: int = 30,
                       max_points: int = 2000,  # the newest this many rows
                       settings: Settings | None = None) -> RegimeProjection:
     "A coin's recent feature rows on their first two principal components, each with its regime."
-    settings = settings or get_settings()
-    _known_coin(coin, settings)
-    model = _regime_model(store)
-    group = features_group(store)
-    newest = store.latest(group, coins=[coin], columns=["coin", "ts"])
-    if newest.empty:
-        raise NotFoundError(f"no features for {coin}: run `cryptosentinel features`")
-    recent = store.read(group, coins=[coin], start=newest["ts"].iloc[0] - pd.Timedelta(days=days))
+    model, recent = _recent_features(store, coin, days, settings or get_settings())
     recent = recent.dropna(subset=list(PCA_FEATURES)).sort_values("ts").reset_index(drop=True)
     if len(recent) < 3:
         raise NotFoundError(f"too few feature rows for {coin} in the last {days} days to project: "

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.dashboard import data
 from app.dashboard.data import ApiError
 
 T = TypeVar("T")
@@ -96,3 +97,12 @@ def source_labels(coins: list[dict[str, Any]]) -> None:
         st.caption(f"[{ATTRIBUTION}](https://www.coingecko.com/en/api)")
     if "csv" in sources:
         st.caption("Prices from a CSV snapshot: freshness is judged as of its last bar, not against the clock.")
+
+
+def coin_names_or_stop() -> list[str]:
+    "The configured coins; without any (API down, empty store) the page says why and stops here."
+    names = data.coin_names()
+    if not names:
+        fetch("coins", data.coins)
+        st.stop()
+    return names

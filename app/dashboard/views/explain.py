@@ -11,10 +11,7 @@ from app.dashboard import data, ui
 
 st.title("Explainability")
 
-names = data.coin_names()
-if not names:
-    ui.fetch("coins", data.coins)
-    st.stop()
+names = ui.coin_names_or_stop()
 c1, c2 = st.columns(2)
 coin = c1.selectbox("Coin", names)
 horizon = c2.selectbox("Horizon (hours)", data.served_horizons() or [24])

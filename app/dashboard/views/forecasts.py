@@ -11,11 +11,8 @@ from app.dashboard import data, ui
 
 st.title("Forecasts")
 
-names = data.coin_names()
+names = ui.coin_names_or_stop()
 horizons = data.served_horizons()
-if not names:
-    ui.fetch("coins", data.coins)
-    st.stop()
 c1, c2, c3 = st.columns(3)
 coin = c1.selectbox("Coin", names)
 horizon = c2.selectbox("Horizon (hours)", horizons or [24])

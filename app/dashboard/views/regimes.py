@@ -12,10 +12,7 @@ from app.dashboard import data, ui
 
 st.title("Market regime")
 
-names = data.coin_names()
-if not names:
-    ui.fetch("coins", data.coins)
-    st.stop()
+names = ui.coin_names_or_stop()
 c1, c2 = st.columns(2)
 coin = c1.selectbox("Coin", names)
 days = c2.selectbox("Days shown", [7, 30, 90], index=1)
