@@ -203,8 +203,9 @@ def training_figures(store: Store) -> dict[str, Any]:
         gates.setdefault(h, {})["volatility"] = g
     return {"champions": {f"{h} {task}": f"{(g.get('champion_after') or {}).get('name')} "
                                         f"({'promoted' if g.get('promoted') else 'kept'}"
-                                        + (f", {g['improvement']:+.1%} lower loss than {g.get('baseline_name')}"
-                                           if isinstance(g.get("improvement"), float) else "") + ")"
+                                        + (f"; best candidate {g.get('name')}: {g['improvement']:+.1%} lower loss than "
+                                           f"{g.get('baseline_name')}" if isinstance(g.get("improvement"), float) else "")
+                                        + ")"
                           for h, tasks in gates.items() for task, g in tasks.items()}}
 
 def inference_figures(store: Store) -> dict[str, Any]:
