@@ -354,7 +354,7 @@ def schedule(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the schedules, serve nothing")] = False,
 ) -> None:
     "Serve the feature, training and inference pipelines on their cron schedules (UTC) until stopped."
-    from cryptosentinel.runner import SCHEDULED
+    from cryptosentinel.queries import SCHEDULED
     settings = get_settings()
     for name, (flow_name, cron) in SCHEDULED.items():
         typer.echo(f"{name}: {flow_name} at '{getattr(settings.orchestration, cron)}' (UTC)")

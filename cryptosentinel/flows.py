@@ -19,7 +19,8 @@ from prefect.tasks import exponential_backoff
 
 from .config import Settings, get_settings
 from .notify import Alert, Notifier, notify_failure
-from .runner import RUN_KIND, SCHEDULED, NotebookError, is_transient, run_notebook
+from .queries import RUN_KIND, SCHEDULED
+from .runner import NotebookError, is_transient, run_notebook
 from .store import Store
 from .store_hopsworks import open_store
 from .util import json_safe, utc_now

@@ -19,8 +19,6 @@ import httpx
 from .config import ConfigError, CryptoSentinelError, Settings, SourceError, StoreError, get_settings
 from .config import project_root
 from .util import RetryableError, json_safe, utc_now
-from .queries import FLOWS as FLOWS, RUN_KIND as RUN_KIND, SCHEDULED as SCHEDULED  # moved to queries
-from .queries import cron_interval_s as cron_interval_s, flow_status as flow_status
 
 # %% auto #0
 __all__ = ['log', 'TRANSIENT_NAMES', 'notebooks_dir', 'resolve_notebook', 'run_folder', 'step_settings', 'ParameterError',

@@ -13,7 +13,8 @@ from prefect.testing.utilities import prefect_test_harness
 
 from cryptosentinel import flows
 from cryptosentinel.config import get_settings
-from cryptosentinel.runner import RUN_KIND, NotebookError, flow_status
+from cryptosentinel.queries import RUN_KIND, flow_status
+from cryptosentinel.runner import NotebookError
 from cryptosentinel.store_local import LocalStore
 
 pytestmark = [pytest.mark.code, pytest.mark.slow]

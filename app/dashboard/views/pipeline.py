@@ -8,10 +8,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.dashboard import data, ui
+from cryptosentinel.queries import FLOWS  # the flows POST /admin/runs/{flow} starts
 
 st.title("Pipeline")
 
-FLOWS = ("feature_pipeline", "training_pipeline", "inference_pipeline", "backfill")  # POST /admin/runs/{flow}
 STATE_COLOURS = {"Completed": ui.GREEN, "Failed": ui.RED, "Crashed": ui.RED, "Running": ui.BLUE,
                  "recorded": ui.GREY}
 
