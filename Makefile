@@ -35,10 +35,14 @@ run: $(STAMP) ## the main job: the three flows (offline: the simulator), the rep
 	@$(BIN)/cryptosentinel serve --port 8000 & api=$$!; trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/cryptosentinel dashboard --port 8501 --api-url http://127.0.0.1:8000
 
-test: lint typecheck nbcheck nbtest pytest ## lint, notebook checks, notebooks run, test suite
+test: lint typecheck nbcheck delivery nbtest pytest ## lint, notebook checks, delivery checks, notebooks run, test suite
+
+.PHONY: delivery
+delivery: $(STAMP) ## Dockerfile (hadolint), compose files and workflows (schemas, actionlint), offline
+	bash .ci/check-delivery
 
 lint: $(STAMP) ## ruff over hand-written code and generated modules (never reformats)
-	$(BIN)/ruff check cryptosentinel app tests benchmarks
+	$(BIN)/ruff check cryptosentinel app tests benchmarks scripts docs
 
 typecheck: $(STAMP) ## mypy over the package and app/
 	$(BIN)/mypy
@@ -56,9 +60,27 @@ browser: ## headless Chromium for the dashboard's browser test (Debian's chromiu
 pytest: $(STAMP) browser ## the test suite
 	$(BIN)/pytest -n 2 -q
 
+.PHONY: mltest realdata audit
+mltest: $(STAMP) browser ## ML tests: model behaviour, the null test and leak canary, the gate (pytest -m model)
+	$(BIN)/pytest -n 2 -q -m "model and not shared_data"
+
+realdata: $(STAMP) ## the tests on the real data in ../shared/data (pytest -m shared_data; fails without it)
+	@test -d ../shared/data || { echo "realdata: ../shared/data not found beside the clone" >&2; exit 1; }
+	$(BIN)/pytest -n 2 -q -m shared_data
+
+audit: $(STAMP) ## known vulnerabilities in the locked dependencies (pip-audit, PyPI's advisories; needs the network)
+	@req=$$(mktemp) && $(UV) export --frozen --all-extras --all-groups --no-emit-project --no-header --quiet \
+	  --output-file "$$req" && $(BIN)/pip-audit --strict --disable-pip --require-hashes --progress-spinner off \
+	  -r "$$req"; status=$$?; rm -f "$$req"; exit $$status
+
 bench: $(STAMP) ## benchmarks; JSON results under reports/bench/
 	@mkdir -p reports/bench
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+.PHONY: demo
+demo: $(STAMP) browser ## record a walkthrough (simulator, dashboard pages, an API call): docs/demo/demo.mp4 and .gif
+	@bash .ci/get-ffmpeg
+	$(BIN)/python scripts/demo.py
 
 lab: $(STAMP) hooks ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab nbs
@@ -76,3 +98,8 @@ readme: $(STAMP) ## README.md from the markdown cells of nbs/index.ipynb
 	$(BIN)/python -c "import json; nb = json.load(open('nbs/index.ipynb')); \
 	  md = ['\n'.join(''.join(c['source']).splitlines()) for c in nb['cells'] if c['cell_type'] == 'markdown']; \
 	  open('README.md', 'w').write('\n\n'.join(md) + '\n')"
+
+.PHONY: docs
+docs: $(STAMP) ## docs/api.md, the module map and the settings table from the code, then README.md
+	$(BIN)/python docs/gen_docs.py
+	@$(MAKE) --no-print-directory readme

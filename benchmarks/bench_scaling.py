@@ -18,14 +18,15 @@ the benchmark runs every stage in its own subprocess, so a stage's peak memory i
   history, as in production (so their share of the stage grows with `--days` too);
 * `predict`: one `pipelines.predict` pass with `now` just after the last bar (champions loaded, forecasts with
   SHAP contributions, storage, validation, monitoring);
-* `dask_features`: the feature stage on a local Dask cluster (`distributed.LocalCluster(n_workers=2,
-  threads_per_worker=1, processes=True)` on 127.0.0.1) with the flows' partition: `flows.coin_parts` gives one part
-  per coin when `orchestration.dask_address` is set, and each part does what the `21_features` notebook does for it,
-  `update_features(coins=part)` over the whole market. The notebook, its kernel and Prefect are left out (see
-  bench_orchestration.py for those); cluster start-up is reported apart. `dask_chunked` is the same stage with one
-  part per worker instead, to show what the per-coin partition costs. Only the first `--dask-parts` (default 16)
-  per-coin parts run and the time is extrapolated to N parts (marked `*` in the table): every part rebuilds the
-  whole market, so 128 parts of 128 coins would take most of the budget on their own.
+* `dask_features`, `dask_train`, `dask_predict`: the same stages on a local Dask cluster
+  (`distributed.LocalCluster(n_workers=--workers, threads_per_worker=1, processes=True)` on 127.0.0.1), each on a
+  copy of the store as the local stage found it. The features stage follows the flows' partition: one task computes
+  the run's market series (`pipelines.market_series`, what `21_features` does with `write_market`), then
+  `flows.coin_parts` cuts the coins into `PARTS_PER_WORKER` x workers parts and each part runs
+  `update_features(coins=part, market=series)` (what `21_features` does for a part). Training and inference are one
+  notebook each in the flows (not split per coin, see the flows notebook), so on Dask they are one task on a worker:
+  the same work plus the transfer. The notebooks, their kernels and Prefect are left out (see bench_orchestration.py
+  for those); cluster start-up is reported apart.
 
 Peak memory: the stage process's own `ru_maxrss`, and the peak of the summed RSS of its process tree (psutil, sampled
 every 0.2 s): for the Dask stages the tree holds the scheduler and both workers. Growth factor = time(N) / time(previous
@@ -54,8 +55,9 @@ from typing import Any
 from _common import ROOT, machine, write_result
 
 STAGES = ("ingest", "build", "features", "train", "predict")
-DASK_STAGES = ("dask_features", "dask_chunked")
-JUDGED = ("build", "features", "train", "predict", "dask_features", "dask_chunked")
+DASK_OF = {"features": "dask_features", "train": "dask_train", "predict": "dask_predict"}  # local stage -> Dask run
+DASK_STAGES = tuple(DASK_OF.values())
+JUDGED = ("build", "features", "train", "predict", *DASK_STAGES)
 WHY = {  # what makes a stage grow faster than the coins, when it does
     "build": "market features (breadth, cross-sectional ranks, the market return) are computed per bar over every "
              "coin present, and the groupby/sort over (coin, ts) is O(R log R) in rows",
@@ -65,9 +67,10 @@ WHY = {  # what makes a stage grow faster than the coins, when it does
              "binning, walk-forward folds refit on growing windows, and the per-coin scores group over all rows",
     "predict": "loading the champions and the SHAP explainer is a fixed cost that the coins share; the monitoring "
                "windows and the per-coin validation read every coin's history",
-    "dask_features": "each per-coin part rebuilds the whole market (its market features need every coin), so N parts "
-                     "do N builds of N coins: O(N^2) work; the workers also contend for the one SQLite file",
-    "dask_chunked": "each of the parts still rebuilds the whole market, and the SQLite writes are serialised",
+    "dask_features": "the market series is one task over every coin's prices, and the parts' SQLite writes are "
+                     "serialised on the one store file (a single writer), so the workers wait for each other",
+    "dask_train": "as train: one task on a worker",
+    "dask_predict": "as predict: one task on a worker",
 }
 
 
@@ -88,54 +91,71 @@ def _window(days: int) -> tuple[Any, Any]:
     return end - pd.Timedelta(days=days), end
 
 
-def _feature_part(data_dir: str, coins: list[str], part: list[str] | None) -> dict[str, Any]:
+def _feature_part(data_dir: str, coins: list[str], part: list[str], market_file: str) -> dict[str, Any]:
     "One Dask task: what the 21_features notebook runs for its part (a worker process, so imports are its own)."
-    from cryptosentinel.pipelines import update_features
+    from cryptosentinel.pipelines import load_market, update_features
     from cryptosentinel.store_hopsworks import open_store
     settings = _settings(data_dir, coins)
     t0 = time.perf_counter()
     with open_store(settings) as store:
-        run = update_features(store, coins=part or coins, full=True, settings=settings)
+        run = update_features(store, coins=part, full=True, settings=settings, market=load_market(market_file))
     return {"part": part, "s": time.perf_counter() - t0, "computed": run["computed"], "store": run["store"]}
 
 
-def _run_dask(data_dir: str, coins: list[str], chunked: bool, max_parts: int | None, workers: int) -> dict[str, Any]:
+def _market_part(data_dir: str, coins: list[str], market_file: str) -> float:
+    "The task before the parts: the run's market series, once, saved for the parts (21_features, write_market)."
+    from cryptosentinel.pipelines import market_series, save_market
+    from cryptosentinel.store_hopsworks import open_store
+    settings = _settings(data_dir, coins)
+    t0 = time.perf_counter()
+    with open_store(settings) as store:
+        save_market(market_series(store, coins=coins, full=True, settings=settings), market_file)
+    return time.perf_counter() - t0
+
+
+def _run_dask(stage: str, data_dir: str, n: int, days: int, options: dict[str, Any]) -> dict[str, Any]:
+    "A stage on a local Dask cluster: the features in the flows' partition, training and inference as one task."
     from distributed import Client, LocalCluster
 
     from cryptosentinel.flows import coin_parts
+    coins = [f"coin{i:03d}" for i in range(n)]
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+    with LocalCluster(n_workers=options["workers"], threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(lambda: __import__("cryptosentinel.pipelines"))  # imports on the workers: start-up, not work
         startup = time.perf_counter() - t0
-        if chunked:
-            parts: list[list[str] | None] = [coins[i::workers] for i in range(workers)]
-        else:
-            parts = coin_parts(coins, _settings(data_dir, coins, f"tcp://{cluster.scheduler_address}"))
-        ran = parts[:max_parts] if max_parts else parts
         t1 = time.perf_counter()
-        futures = client.map(_feature_part, [data_dir] * len(ran), [coins] * len(ran), ran, pure=False)
-        done = client.gather(futures)
+        out: dict[str, Any] = {}
+        if stage == "dask_features":
+            market_file = str(Path(data_dir) / "market.parquet")
+            market_s = client.submit(_market_part, data_dir, coins, market_file, pure=False).result()
+            parts = coin_parts(coins, _settings(data_dir, coins, cluster.scheduler_address))
+            done = client.gather(client.map(_feature_part, [data_dir] * len(parts), [coins] * len(parts), parts,
+                                            [market_file] * len(parts), pure=False))
+            out = {"parts": len(parts), "market_s": market_s, "part_s_median": sorted(d["s"] for d in done)[len(done) // 2],
+                   "rows": sum(d["computed"] for d in done),
+                   "rows_written": sum(d["store"].get("inserted", 0) + d["store"].get("updated", 0) for d in done)}
+        else:
+            out = client.submit(_local_stage, stage.removeprefix("dask_"), data_dir, n, days, options,
+                                pure=False).result()
         work = time.perf_counter() - t1
         worker_rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    extrapolated = len(ran) < len(parts)
-    return {"seconds": work * len(parts) / len(ran), "measured_s": work, "startup_s": startup,
-            "parts": len(parts), "parts_run": len(ran), "extrapolated": extrapolated,
-            "part_s_median": sorted(d["s"] for d in done)[len(done) // 2],
-            "rows_written": sum(d["store"].get("inserted", 0) + d["store"].get("updated", 0) for d in done),
-            "worker_maxrss_mb": {k: v / 1024 for k, v in worker_rss.items()}}
+    return out | {"seconds": work, "startup_s": startup, "worker_maxrss_mb": {k: v / 1024 for k, v in worker_rss.items()}}
 
 
 def child(stage: str, data_dir: str, n: int, days: int, options: dict[str, Any]) -> dict[str, Any]:
     "Run one stage in this (child) process; what it measured."
     import logging
     logging.basicConfig(level=logging.WARNING)
+    return _run_dask(stage, data_dir, n, days, options) if stage in DASK_STAGES else _local_stage(
+        stage, data_dir, n, days, options)
+
+
+def _local_stage(stage: str, data_dir: str, n: int, days: int, options: dict[str, Any]) -> dict[str, Any]:
+    "One stage in this process (the child, or a Dask worker); its seconds and what it made."
     coins = [f"coin{i:03d}" for i in range(n)]
     settings = _settings(data_dir, coins)
     out: dict[str, Any] = {}
-    if stage in DASK_STAGES:
-        out = _run_dask(data_dir, coins, stage == "dask_chunked", options.get("dask_parts"), options["workers"])
-        return out
     from cryptosentinel import pipelines
     from cryptosentinel.features import build_features
     from cryptosentinel.registry_hopsworks import open_registry
@@ -264,8 +284,6 @@ def verdicts(rows: list[dict[str, Any]], sizes: list[int]) -> dict[str, str]:
             verdict = "close to linear in coins"
         else:
             verdict = f"superlinear: {WHY[stage]}"
-        if any(got[n].get("extrapolated") for n in ns):
-            verdict += " (per-coin Dask parts extrapolated from the parts that ran)"
         out[stage] = head + verdict
     return out
 
@@ -280,8 +298,6 @@ def main() -> None:
     ap.add_argument("--train-days", type=int, default=90,
                     help="train on the last D days of every coin (0: all); a per-coin subsample that keeps rows ~ N")
     ap.add_argument("--no-dask", action="store_true", help="skip the Dask stages")
-    ap.add_argument("--dask-parts", type=int, default=16,
-                    help="run at most K per-coin Dask parts and extrapolate to N (default 16; 0: every part)")
     ap.add_argument("--workers", type=int, default=2, help="Dask workers (one thread each)")
     ap.add_argument("--tmp", default=None, help="working folder (default: a new temporary folder, removed)")
     ap.add_argument("--label", default=None, help="suffix of the result file")
@@ -301,7 +317,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     models = None if args.models == "all" else [m for m in args.models.split(",") if m]
     options = {"models": models, "train_days": args.train_days or None, "folds": args.folds,
-               "dask_parts": args.dask_parts or None, "workers": args.workers}
+               "workers": args.workers}
     tmp = Path(args.tmp) if args.tmp else Path(tempfile.mkdtemp(prefix="bench-scaling-"))
     tmp.mkdir(parents=True, exist_ok=True)
     log = tmp / "stages.log"
@@ -310,59 +326,56 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     t_all = time.perf_counter()
     for n in sizes:
-        local, dask = tmp / f"n{n}" / "local", tmp / f"n{n}" / "dask"
+        local = tmp / f"n{n}" / "local"
         shutil.rmtree(tmp / f"n{n}", ignore_errors=True)
         local.mkdir(parents=True)
         for stage in STAGES:
-            if stage == "features" and not args.no_dask:  # the Dask stages start from the same prices-only store
-                shutil.copytree(local, dask)
+            dask_stage = None if args.no_dask else DASK_OF.get(stage)
+            if dask_stage:  # the Dask run starts from the store as the local stage finds it
+                shutil.copytree(local, tmp / f"n{n}" / dask_stage)
             r = run_stage(stage, local, n, args.days, options, log)
             rows.append({"n": n, "stage": stage, **r})
             print(f"  N={n:4d} {stage:14s} {r['seconds']:8.2f} s  peak {r['maxrss_mb']:7.0f} MB", flush=True)
-        if not args.no_dask:
-            for stage in DASK_STAGES:
-                fresh = tmp / f"n{n}" / f"{stage}"
-                shutil.copytree(dask, fresh)
-                r = run_stage(stage, fresh, n, args.days, options, log)
-                rows.append({"n": n, "stage": stage, **r})
-                print(f"  N={n:4d} {stage:14s} {r['seconds']:8.2f} s  tree peak {_fmt(r['tree_peak_mb'], '.0f')} MB"
-                      f"{' (extrapolated)' if r.get('extrapolated') else ''}", flush=True)
-                shutil.rmtree(fresh, ignore_errors=True)
-            shutil.rmtree(dask, ignore_errors=True)
+            if dask_stage:
+                copy = tmp / f"n{n}" / dask_stage
+                r = run_stage(dask_stage, copy, n, args.days, options, log)
+                rows.append({"n": n, "stage": dask_stage, **r})
+                print(f"  N={n:4d} {dask_stage:14s} {r['seconds']:8.2f} s  tree peak "
+                      f"{_fmt(r['tree_peak_mb'], '.0f')} MB (cluster start {r['startup_s']:.1f} s)", flush=True)
+                shutil.rmtree(copy, ignore_errors=True)
         shutil.rmtree(local, ignore_errors=True)
         if n != sizes[-1]:  # a run stopped part-way still leaves what it measured
             write_result("scaling" + (f"-{args.label}" if args.label else ""),
                          {"partial": True, "sizes_done": sorted({r["n"] for r in rows}), "days": args.days,
                           "options": options, "stages": rows})
 
-    # the table: one row per (N, stage); the Dask column is the Dask run of the same stage
+    # the table: one row per (N, stage); the Dask columns are the Dask run of the same stage
     by = {(r["n"], r["stage"]): r for r in rows}
     table = []
     for stage in STAGES:
         prev = None
         for n in sizes:
             r = by[(n, stage)]
-            d = by.get((n, "dask_features")) if stage == "features" else None
-            c = by.get((n, "dask_chunked")) if stage == "features" else None
+            d = by.get((n, DASK_OF.get(stage, "")))
+            dp: dict[str, Any] | None = by.get((prev["n"], DASK_OF.get(stage, ""))) if prev else None
             table.append({"n": n, "stage": stage, "local_s": r["seconds"], "local_peak_mb": r["maxrss_mb"],
-                          "dask_s": d["seconds"] if d else None, "dask_extrapolated": bool(d and d["extrapolated"]),
-                          "dask_tree_peak_mb": d["tree_peak_mb"] if d else None,
-                          "dask_chunked_s": c["seconds"] if c else None,
+                          "dask_s": d["seconds"] if d else None, "dask_tree_peak_mb": d["tree_peak_mb"] if d else None,
+                          "dask_worker_peak_mb": max(d["worker_maxrss_mb"].values()) if d else None,
+                          "dask_parts": d.get("parts") if d else None,
                           "per_coin_s": r["seconds"] / n,
                           "growth": r["seconds"] / prev["seconds"] if prev else None,
-                          "dask_growth": (d["seconds"] / by[(prev["n"], "dask_features")]["seconds"]
-                                          if d and prev else None)})
+                          "dask_growth": d["seconds"] / dp["seconds"] if d and dp else None})
             prev = r
-    print(f"\n{'N':>5} {'stage':9} {'local s':>8} {'peak MB':>8} {'dask s':>9} {'dask MB':>8} {'chunk s':>8} "
-          f"{'s/coin':>7} {'growth':>7} {'dask gr':>7}")
+    print(f"\n{'N':>5} {'stage':9} {'local s':>8} {'peak MB':>8} {'dask s':>8} {'tree MB':>8} {'wkr MB':>7} "
+          f"{'parts':>5} {'s/coin':>7} {'growth':>7} {'dask gr':>7}")
     for t in table:
-        print(f"{t['n']:5d} {t['stage']:9} {t['local_s']:8.1f} {t['local_peak_mb']:8.0f} "
-              f"{_fmt(t['dask_s']) + ('*' if t['dask_extrapolated'] else ''):>9} {_fmt(t['dask_tree_peak_mb'], '.0f'):>8} "
-              f"{_fmt(t['dask_chunked_s']):>8} {t['per_coin_s']:7.3f} {_fmt(t['growth'], '.2f'):>7} "
+        print(f"{t['n']:5d} {t['stage']:9} {t['local_s']:8.1f} {t['local_peak_mb']:8.0f} {_fmt(t['dask_s']):>8} "
+              f"{_fmt(t['dask_tree_peak_mb'], '.0f'):>8} {_fmt(t['dask_worker_peak_mb'], '.0f'):>7} "
+              f"{_fmt(t['dask_parts'], 'd'):>5} {t['per_coin_s']:7.3f} {_fmt(t['growth'], '.2f'):>7} "
               f"{_fmt(t['dask_growth'], '.2f'):>7}")
-    if any(t["dask_extrapolated"] for t in table):
-        print("* per-coin Dask parts: only the first --dask-parts ran; the time is extrapolated to N parts")
-    print("dask s: per-coin parts (the flows' partition); chunk s: one part per worker; growth: time / previous size's")
+    print("peak MB: the local stage's own peak RSS; tree MB: the Dask stage's process tree (scheduler, workers) "
+          "summed; wkr MB: the largest worker's own peak; parts: the features' parts of coins (after the market "
+          "task); growth: time / previous size's")
     found = verdicts(rows, sizes)
     print()
     for stage, text in found.items():

@@ -10,7 +10,7 @@ import logging
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
@@ -20,7 +20,8 @@ from pydantic_settings import (BaseSettings, EnvSettingsSource, NoDecode, Pydant
 # %% auto #0
 __all__ = ['log', 'PACKAGE', 'DEFAULT_COINS', 'CryptoSentinelError', 'ConfigError', 'DataValidationError', 'SourceError',
            'StoreError', 'project_root', 'default_data_dir', 'default_reports_dir', 'split_csv', 'MonitoringSettings',
-           'flat_monitoring', 'OrchestrationSettings', 'ApiSettings', 'Settings', 'get_settings']
+           'flat_monitoring', 'OrchestrationSettings', 'ApiSettings', 'Settings', 'get_settings', 'SettingDoc',
+           'setting_docs', 'env_example']
 
 # %% ../nbs/00_config.ipynb #5d1c0e7a
 log = logging.getLogger(__name__)
@@ -87,42 +88,54 @@ def split_csv(value):
 class MonitoringSettings(BaseModel):
     "Monitoring thresholds: `Settings.monitoring`."
     # market alerts
-    alert_move_warning: float = Field(0.05, gt=0)  # |price change| over a window that warns
-    alert_move_critical: float = Field(0.10, gt=0)  # ... and that is critical
-    alert_move_windows: Annotated[list[int], NoDecode] = [1, 24]  # windows in bars; each needs a `ret_<n>` feature
-    alert_vol_z_warning: float = Field(3.0, gt=0)  # z-score of 24-h realised vol against its own history
-    alert_vol_z_critical: float = Field(5.0, gt=0)
-    alert_vol_history_bars: int = Field(720, ge=48)  # history the vol z-score compares with (30 days)
-    alert_drawdown_warning: float = Field(0.15, gt=0, lt=1)  # fall from the 7-day high
-    alert_drawdown_critical: float = Field(0.25, gt=0, lt=1)
-    alert_rsi_overbought: float = Field(70.0, gt=50, le=100)
-    alert_rsi_oversold: float = Field(30.0, ge=0, lt=50)
-    stale_data_hours: float = Field(3.0, gt=0)  # newest bar older: live forecasts refused, a warning alert
-    stale_data_critical_hours: float = Field(24.0, gt=0)  # ... older than this: a critical alert
-    alert_cooldown_hours: float = Field(6.0, ge=0)  # the same (rule, coin, severity) fires at most once per cooldown
-    alert_open_hours: float = Field(24.0, gt=0)  # alerts fired within this are "open" in the status
+    alert_move_warning: float = Field(0.05, gt=0, description="|price change| over a window that raises a warning")
+    alert_move_critical: float = Field(0.10, gt=0, description="|price change| over a window that is critical")
+    alert_move_windows: Annotated[list[int], NoDecode] = Field(
+        [1, 24], description="windows in bars, comma-separated; each needs a `ret_<n>` feature")
+    alert_vol_z_warning: float = Field(
+        3.0, gt=0, description="z-score of 24-h realised vol against its own history that warns")
+    alert_vol_z_critical: float = Field(5.0, gt=0, description="z-score of 24-h realised vol that is critical")
+    alert_vol_history_bars: int = Field(
+        720, ge=48, description="history the vol z-score compares with, in bars (720: 30 days)")
+    alert_drawdown_warning: float = Field(0.15, gt=0, lt=1, description="fall from the 7-day high that warns")
+    alert_drawdown_critical: float = Field(0.25, gt=0, lt=1, description="fall from the 7-day high that is critical")
+    alert_rsi_overbought: float = Field(70.0, gt=50, le=100, description="RSI above this: overbought alert")
+    alert_rsi_oversold: float = Field(30.0, ge=0, lt=50, description="RSI below this: oversold alert")
+    stale_data_hours: float = Field(3.0, gt=0, description="newest bar older: live forecasts refused, a warning alert "
+                                                           "(former name: max_feature_age_hours)")
+    stale_data_critical_hours: float = Field(24.0, gt=0, description="newest bar older than this: a critical alert")
+    alert_cooldown_hours: float = Field(
+        6.0, ge=0, description="the same (rule, coin, severity) fires at most once per cooldown")
+    alert_open_hours: float = Field(24.0, gt=0, description="alerts fired within this are \"open\" in the status")
     # drift
-    drift_feature_threshold: float = Field(0.3, gt=0, le=1)  # a feature drifts when its KS score reaches this
-    drift_share: float = Field(0.3, gt=0, le=1)  # drift when this share of the features drifts ...
-    drift_auc: float = Field(0.98, gt=0.5, le=1)  # ... or the domain classifier's AUC reaches this ...
-    drift_label_threshold: float = Field(0.35, gt=0, le=1)  # ... or the label's KS score reaches this
-    drift_n_samples: int = Field(10_000, ge=100)  # rows per window DeepChecks samples for drift
+    drift_feature_threshold: float = Field(
+        0.3, gt=0, le=1, description="a feature drifts when its KS score reaches this")
+    drift_share: float = Field(
+        0.3, gt=0, le=1, description="drift when this share of the features drifts (or the AUC or label rule fires)")
+    drift_auc: float = Field(0.98, gt=0.5, le=1, description="drift when the domain classifier's AUC reaches this")
+    drift_label_threshold: float = Field(0.35, gt=0, le=1, description="drift when the label's KS score reaches this")
+    drift_n_samples: int = Field(10_000, ge=100, description="rows per window DeepChecks samples for drift")
     # integrity
-    integrity_n_samples: int = Field(10_000, ge=100)  # rows sampled by the type and string checks
-    integrity_outlier_z: float = Field(100.0, gt=0)  # robust z-score (median, 1.4826 MAD) a value must not exceed
-    integrity_min_bars: int = Field(24, ge=2)  # bars a batch needs before constant columns and outliers are judged
+    integrity_n_samples: int = Field(10_000, ge=100, description="rows sampled by the type and string checks")
+    integrity_outlier_z: float = Field(
+        100.0, gt=0, description="robust z-score (median, 1.4826 MAD) a value must not exceed")
+    integrity_min_bars: int = Field(
+        24, ge=2, description="bars a batch needs before constant columns and outliers are judged")
     # performance
-    skill_tolerance: float = Field(0.05, ge=0)  # breach when MAE / random-walk MAE > 1 + this
-    coverage_tolerance: float = Field(0.10, ge=0, lt=1)  # breach when coverage < nominal - this
-    skill_window: int = Field(200, ge=1)  # the last N validated predictions of the champion
-    skill_min_predictions: int = Field(30, ge=1)  # fewer validated predictions: no verdict
-    performance_window_days: float = Field(30.0, ge=1)  # coverage and skill are judged per coin over this window
-    coverage_pvalue: float = Field(0.01, gt=0, lt=1)  # Kupiec test p-value below which coverage breaches
-    retrain_on_breach: bool = False  # whether the pipeline retrains when a performance check breaches
+    skill_tolerance: float = Field(0.05, ge=0, description="breach when MAE / random-walk MAE > 1 + this")
+    coverage_tolerance: float = Field(0.10, ge=0, lt=1, description="breach when coverage < nominal - this")
+    skill_window: int = Field(200, ge=1, description="the last N validated predictions of the champion")
+    skill_min_predictions: int = Field(30, ge=1, description="fewer validated predictions: no verdict")
+    performance_window_days: float = Field(
+        30.0, ge=1, description="coverage and skill are judged per coin over this window")
+    coverage_pvalue: float = Field(0.01, gt=0, lt=1, description="Kupiec test p-value below which coverage breaches")
+    retrain_on_breach: bool = Field(
+        False, description="whether the pipeline retrains when a performance check breaches")
     # notifications and reports
-    webhook_timeout_s: float = Field(5.0, gt=0)
-    webhook_retries: int = Field(2, ge=0)  # retries after the first attempt (network errors, 429, 5xx)
-    monitoring_html_offline: bool = False  # True: self-contained HTML reports (+4.8 MB of plotly.js); False: plotly.js from its CDN
+    webhook_timeout_s: float = Field(5.0, gt=0, description="seconds a webhook call may take")
+    webhook_retries: int = Field(2, ge=0, description="retries after the first attempt (network errors, 429, 5xx)")
+    monitoring_html_offline: bool = Field(
+        False, description="true: self-contained HTML reports (+4.8 MB of plotly.js); false: plotly.js from its CDN")
 
     @field_validator("alert_move_windows", mode="before")
     @classmethod
@@ -170,17 +183,17 @@ def _check_cron(line: str) -> str:
 
 class OrchestrationSettings(BaseModel):
     "How the flows run their notebooks and when: `Settings.orchestration`."
-    features_cron: str = "7,37 * * * *"  # UTC: every 30 minutes, off the hour
-    inference_cron: str = "12,42 * * * *"  # UTC: every 30 minutes, 5 minutes after the features
-    training_cron: str = "23 2 * * *"  # UTC: daily
-    task_timeout_s: float = Field(3600.0, gt=0)  # a notebook task that runs longer fails
-    cell_timeout_s: float = Field(1800.0, gt=0)  # papermill's time-out per cell
-    retries: int = Field(2, ge=0)  # retries of a transient failure (a deterministic one fails at once)
-    retry_delay_s: float = Field(10.0, ge=0)  # first wait before a retry; doubles each time
-    kernel_name: str = "python3"  # the Jupyter kernel papermill starts
-    dask_address: str | None = None  # Dask scheduler for per-coin work; None: run locally
-    html: bool = True  # also write an HTML copy of every executed notebook
-    notebooks_dir: Path | None = None  # the pipeline notebooks; None: the project's nbs/
+    features_cron: str = Field("7,37 * * * *", description="UTC: every 30 minutes, off the hour")
+    inference_cron: str = Field("12,42 * * * *", description="UTC: every 30 minutes, 5 minutes after the features")
+    training_cron: str = Field("23 2 * * *", description="UTC: daily")
+    task_timeout_s: float = Field(3600.0, gt=0, description="a notebook task that runs longer fails")
+    cell_timeout_s: float = Field(1800.0, gt=0, description="papermill's time-out per cell")
+    retries: int = Field(2, ge=0, description="retries of a transient failure (a deterministic one fails at once)")
+    retry_delay_s: float = Field(10.0, ge=0, description="first wait before a retry; doubles each time")
+    kernel_name: str = Field("python3", description="the Jupyter kernel papermill starts")
+    dask_address: str | None = Field(None, description="Dask scheduler for per-coin work; none: run locally")
+    html: bool = Field(True, description="also write an HTML copy of every executed notebook")
+    notebooks_dir: Path | None = Field(None, description="the pipeline notebooks; none: the project's nbs/")
 
     @field_validator("features_cron", "inference_cron", "training_cron")
     @classmethod
@@ -190,16 +203,21 @@ class OrchestrationSettings(BaseModel):
 # %% ../nbs/00_config.ipynb #75761e40
 class ApiSettings(BaseModel):
     "The API service: `Settings.api`."
-    host: str = "127.0.0.1"  # `cryptosentinel serve` binds here by default (0.0.0.0 in a container)
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1)  # uvicorn worker processes
-    cors_origins: Annotated[list[str], NoDecode] = []  # browser origins allowed to call the API (the dashboard's)
-    upload_max_bytes: int = Field(20_000_000, gt=0)  # a larger /predict/upload file is refused (413)
-    upload_max_rows: int = Field(200_000, gt=0)  # ... and a file with more rows
-    admin_api_key: SecretStr | None = None  # X-API-Key of the admin routes; None: every admin call is refused (401)
-    champion_check_s: float = Field(60.0, gt=0)  # how often the registry's champions are compared with the served ones
-    data_check_s: float = Field(15.0, gt=0)  # how often each coin's newest bar is read (a new bar: a new forecast)
-    benchmark_routes: bool = False  # the floor endpoints under /api/v1/bench (benchmarks only)
+    host: str = Field(
+        "127.0.0.1", description="`cryptosentinel serve` binds here by default (0.0.0.0 in a container)")
+    port: int = Field(8000, ge=1, le=65535, description="`cryptosentinel serve`'s port by default")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="browser origins allowed to call the API (the dashboard's), comma-separated")
+    upload_max_bytes: int = Field(20_000_000, gt=0, description="a larger /predict/upload file is refused (413)")
+    upload_max_rows: int = Field(200_000, gt=0, description="a /predict/upload file with more rows is refused (413)")
+    admin_api_key: SecretStr | None = Field(
+        None, description="X-API-Key of the admin routes; none: every admin call is refused (401)")
+    champion_check_s: float = Field(
+        60.0, gt=0, description="how often the registry's champions are compared with the served ones")
+    data_check_s: float = Field(
+        15.0, gt=0, description="how often each coin's newest bar is read (a new bar: a new forecast)")
+    benchmark_routes: bool = Field(False, description="the floor endpoints under /api/v1/bench (benchmarks only)")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -214,39 +232,53 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRYPTOSENTINEL_", env_file=".env", extra="ignore",
                                       env_nested_delimiter="__")
 
-    data_dir: Path = Field(default_factory=default_data_dir)  # store, registry, raw cache and run records
-    coins: Annotated[list[str], NoDecode] = list(DEFAULT_COINS)  # CoinGecko ids
-    vs_currency: str = "usd"  # quote currency
-    horizons: Annotated[list[int], NoDecode] = [24]  # forecast horizons in hours
-    source: Literal["auto", "coingecko", "csv", "synthetic"] = "auto"  # where `ingest` reads prices
-    csv_path: Path | None = None  # default path for `--source csv`
-    store_backend: Literal["auto", "local", "hopsworks"] = "auto"  # auto: Hopsworks when its key is set
-    registry_backend: Literal["auto", "local", "hopsworks"] = "auto"
-    coingecko_api_key: SecretStr | None = None  # demo or pro key; none: the keyless public API
-    coingecko_plan: Literal["demo", "pro"] = "demo"  # which root and header the key belongs to
-    coingecko_base_url: str | None = None  # override the API root (tests, proxies)
-    coingecko_calls_per_minute: int = Field(30, gt=0)  # client-side rate limit
-    coingecko_timeout_s: float = Field(20.0, gt=0)
-    coingecko_max_retries: int = Field(5, ge=0)
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           description="store, registry, raw cache and run records (./data; the project's data/ from inside it)")
+    coins: Annotated[list[str], NoDecode] = Field(list(DEFAULT_COINS), description="CoinGecko ids, comma-separated")
+    vs_currency: str = Field("usd", description="quote currency")
+    horizons: Annotated[list[int], NoDecode] = Field([24], description="forecast horizons in hours, comma-separated")
+    source: Literal["auto", "coingecko", "csv", "synthetic"] = Field(
+        "auto", description="where `ingest` reads prices: auto, coingecko, csv or synthetic")
+    csv_path: Path | None = Field(None, description="default path for `--source csv`")
+    store_backend: Literal["auto", "local", "hopsworks"] = Field(
+        "auto", description="local, hopsworks, or auto: Hopsworks when its key is set")
+    registry_backend: Literal["auto", "local", "hopsworks"] = Field(
+        "auto", description="local, hopsworks, or auto: Hopsworks when its key is set")
+    coingecko_api_key: SecretStr | None = Field(None, description="demo or pro key; none: the keyless public API")
+    coingecko_plan: Literal["demo", "pro"] = Field(
+        "demo", description="which root and header the key belongs to: demo or pro")
+    coingecko_base_url: str | None = Field(None, description="override the API root (tests, proxies)")
+    coingecko_calls_per_minute: int = Field(30, gt=0, description="client-side rate limit")
+    coingecko_timeout_s: float = Field(20.0, gt=0, description="seconds a CoinGecko request may take")
+    coingecko_max_retries: int = Field(
+        5, ge=0, description="retries of a CoinGecko request after the first attempt (429, 5xx, network)")
     hopsworks_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("CRYPTOSENTINEL_HOPSWORKS_API_KEY", "HOPSWORKS_API_KEY"))
+        None, validation_alias=AliasChoices("CRYPTOSENTINEL_HOPSWORKS_API_KEY", "HOPSWORKS_API_KEY"),
+        description="Hopsworks API key (also read as HOPSWORKS_API_KEY); set: the Hopsworks store and registry")
     hopsworks_project: str | None = Field(
-        None, validation_alias=AliasChoices("CRYPTOSENTINEL_HOPSWORKS_PROJECT", "HOPSWORKS_PROJECT"))
+        None, validation_alias=AliasChoices("CRYPTOSENTINEL_HOPSWORKS_PROJECT", "HOPSWORKS_PROJECT"),
+        description="Hopsworks project name (also read as HOPSWORKS_PROJECT)")
     hopsworks_host: str | None = Field(
-        None, validation_alias=AliasChoices("CRYPTOSENTINEL_HOPSWORKS_HOST", "HOPSWORKS_HOST"))
-    discord_webhook_url: SecretStr | None = None
-    slack_webhook_url: SecretStr | None = None
-    log_level: str = "INFO"
-    log_json: bool = False  # JSON lines instead of readable console logs
-    seed: int = 42  # simulator and model seed
-    max_model_age_days: float = Field(30.0, gt=0)  # refuse to forecast with an older champion
-    ood_threshold: float = Field(0.2, ge=0, le=1)  # share of features outside the training range that flags a row
-    top_features: int = Field(5, ge=1)  # contributions shown with each forecast
-    max_gap_hours: float = Field(24.0, gt=0)  # a longer gap in a coin's bars restarts its feature warm-up
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)  # thresholds (see above)
-    reports_dir: Path = Field(default_factory=default_reports_dir)  # executed notebooks and reports
-    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)  # flows (see above)
-    api: ApiSettings = Field(default_factory=ApiSettings)  # the API service (see above)
+        None, validation_alias=AliasChoices("CRYPTOSENTINEL_HOPSWORKS_HOST", "HOPSWORKS_HOST"),
+        description="Hopsworks host (also read as HOPSWORKS_HOST); none: app.hopsworks.ai")
+    discord_webhook_url: SecretStr | None = Field(
+        None, description="Discord webhook that alerts and failure notifications are posted to")
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack webhook that alerts and failure notifications are posted to")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_json: bool = Field(False, description="JSON lines instead of readable console logs")
+    seed: int = Field(42, description="simulator and model seed")
+    max_model_age_days: float = Field(30.0, gt=0, description="refuse to forecast with an older champion")
+    ood_threshold: float = Field(
+        0.2, ge=0, le=1, description="share of features outside the training range that flags a row")
+    top_features: int = Field(5, ge=1, description="contributions shown with each forecast")
+    max_gap_hours: float = Field(24.0, gt=0, description="a longer gap in a coin's bars restarts its feature warm-up")
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings, description="thresholds (see above)")
+    reports_dir: Path = Field(default_factory=default_reports_dir,
+                              description="executed notebooks and reports (./reports; the project's reports/ from inside it)")
+    orchestration: OrchestrationSettings = Field(
+        default_factory=OrchestrationSettings, description="flows (see above)")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="the API service (see above)")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -305,3 +337,73 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     "The process-wide settings, read on first use."
     return Settings()
+
+# %% ../nbs/00_config.ipynb #db94a228
+class SettingDoc(NamedTuple):
+    "One setting as `.env.example` and the README document it."
+    env: str  # the environment variable, e.g. CRYPTOSENTINEL_MONITORING__DRIFT_SHARE
+    field: str  # its path on `Settings`, e.g. monitoring.drift_share
+    default: str  # the default as a variable's text; "" for a secret or no value
+    meaning: str  # the field's description
+    secret: bool  # a key or a webhook URL: never written into a file
+
+def _env_text(value: Any) -> str:
+    "A default as a variable's text: lists comma-separated, booleans lower-case, None empty."
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(_env_text(v) for v in value)
+    return str(value)
+
+def _shown_default(info: FieldInfo) -> Any:
+    "A field's default; a computed path inside the project relative to it (`data`, not this machine's folder)."
+    value = info.get_default(call_default_factory=True)
+    root = project_root()
+    if isinstance(value, Path) and value.is_absolute() and root is not None and value.is_relative_to(root):
+        return value.relative_to(root)
+    return value
+
+def setting_docs(model: type[BaseModel] = Settings, # the settings model, or one of its groups
+                 prefix: str = "CRYPTOSENTINEL_", # the variables' prefix
+                 path: str = "", # the group's path on `Settings`, e.g. `api.`
+                 ) -> list[SettingDoc]:
+    "Every setting, nested groups expanded: its environment variable, default and meaning, in the model's order."
+    docs = []
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            docs += setting_docs(kind, f"{prefix}{name.upper()}__", f"{path}{name}.")
+            continue
+        if not info.description:
+            raise ConfigError(f"setting {path}{name} has no description: give its Field a description=")
+        alias = info.validation_alias
+        env = alias.choices[0] if isinstance(alias, AliasChoices) else prefix + name.upper()
+        secret = kind is SecretStr or SecretStr in get_args(kind)
+        docs.append(SettingDoc(str(env), path + name, "" if secret else _env_text(_shown_default(info)),
+                               info.description, secret))
+    return docs
+
+# %% ../nbs/00_config.ipynb #9d948419
+_ENV_HEADER = """\
+# CryptoSentinel settings: copy to .env (`cp .env.example .env`) and uncomment what you change.
+# Read from the environment first, then .env, then the defaults shown. Generated from
+# cryptosentinel.config.Settings by env_example(): do not edit by hand (a test compares them).
+# Groups are nested with a double underscore (CRYPTOSENTINEL_API__PORT); the monitoring group is
+# also read under flat names (CRYPTOSENTINEL_DRIFT_SHARE). Secrets are shown empty: keep them out of git.
+# The dashboard alone also reads CRYPTOSENTINEL_API_URL, the API's base URL (`dashboard --api-url`)."""
+
+def _quoted(text: str) -> str:
+    return f'"{text}"' if " " in text or "#" in text else text
+
+def env_example() -> str:
+    "The text of `.env.example`: every setting from `setting_docs()`, commented out at its default under its meaning."
+    lines, group = [_ENV_HEADER], None
+    for doc in sorted(setting_docs(), key=lambda d: "." in d.field):  # the top level first, then each group
+        here = doc.field.rpartition(".")[0]
+        if here != group:
+            lines += ["", f"# ---- {here or 'general'} ----"]
+            group = here
+        lines += [f"# {doc.meaning}", f"# {doc.env}={_quoted(doc.default)}"]
+    return "\n".join(lines) + "\n"

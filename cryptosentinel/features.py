@@ -24,10 +24,11 @@ __all__ = ['RETURN_WINDOWS', 'VOL_WINDOWS', 'RSI_WINDOW', 'MACD_FAST', 'MACD_SLO
            'SMA_WINDOWS', 'ROC_WINDOW', 'MOM_WINDOWS', 'DRAWDOWN_WINDOW', 'ATR_WINDOW', 'VOLUME_WINDOWS',
            'VOLUME_FLOOR', 'MARKET_RETURN_WINDOWS', 'MARKET_VOL_WINDOW', 'SEED_WEIGHT', 'FEATURE_CODE_VERSION',
            'GAP_WINDOW', 'MAX_GAP', 'FEATURE_SPEC', 'FEATURE_NAMES', 'FEATURE_WINDOWS', 'FEATURE_LOOKBACK',
-           'WARMUP_BARS', 'MARKET_LOOKBACK', 'SERVING_HISTORY_BARS', 'FEATURE_VERSION', 'logger', 'feature_schema',
-           'ema_convergence_bars', 'lookback_bars', 'history_bars_needed', 'returns_features', 'volatility_features',
-           'rsi_features', 'macd_features', 'bollinger_features', 'trend_features', 'momentum_features', 'atr_features',
-           'volume_features', 'calendar_features', 'build_features', 'history_start', 'validate_features']
+           'WARMUP_BARS', 'MARKET_LOOKBACK', 'SERVING_HISTORY_BARS', 'FEATURE_VERSION', 'logger', 'MARKET_COLUMNS',
+           'feature_schema', 'ema_convergence_bars', 'lookback_bars', 'history_bars_needed', 'returns_features',
+           'volatility_features', 'rsi_features', 'macd_features', 'bollinger_features', 'trend_features',
+           'momentum_features', 'atr_features', 'volume_features', 'calendar_features', 'market_features',
+           'build_features', 'history_start', 'validate_features']
 
 # %% ../nbs/03_features.ipynb #cbcf2356
 RETURN_WINDOWS = (1, 4, 12, 24, 72, 168)  # log-return horizons in bars: 1 hour to 7 days on hourly data
@@ -484,9 +485,33 @@ def _market_features(bars: _Bars, runs: np.ndarray, gap_ns: int) -> tuple[np.nda
     vol[age < MARKET_VOL_WINDOW - 1] = np.nan
     return times, res
 
+MARKET_COLUMNS: list[str] = [n for n, s in FEATURE_SPEC.items() if s[0] == "market" and n != _EXCESS]
+
+def market_features(prices: pd.DataFrame, # raw prices of every coin of the market (as for `build_features`)
+                    *, max_gap: pd.Timedelta = MAX_GAP, # as passed to `build_features`
+                   ) -> pd.DataFrame:
+    "The market series of the coins in `prices`: one row per market bar, `ts` and `MARKET_COLUMNS` (NaN in its warm-up)."
+    gap_ns, bars = _gap_ns(max_gap), _prepare(prices)
+    times, market = _market_features(bars, _runs(bars.ts_ns, bars.starts, bars.step_ns, gap_ns), gap_ns)
+    frame = pd.DataFrame(market, columns=MARKET_COLUMNS)
+    frame.insert(0, "ts", pd.to_datetime(times, unit="ns", utc=True))
+    return frame
+
+def _given_market(market: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    "A `market_features` frame as (bar times in ns, columns), checked."
+    missing = [c for c in ["ts", *MARKET_COLUMNS] if c not in market.columns]
+    if missing or not isinstance(market["ts"].dtype, pd.DatetimeTZDtype):
+        raise DataValidationError(f"market must be a `market_features` frame (ts in UTC, {MARKET_COLUMNS}); "
+                                  f"missing {missing}, ts dtype {market['ts'].dtype if 'ts' in market else None}")
+    times = market["ts"].dt.tz_convert("UTC").array.as_unit("ns").asi8
+    if not bool(np.all(np.diff(times) > 0)):
+        raise DataValidationError("the market frame's ts must be strictly increasing")
+    return times, {n: market[n].to_numpy(np.float64) for n in MARKET_COLUMNS}
+
 def build_features(prices: pd.DataFrame, # canonical raw prices: coin, ts, high, low, close, volume, ...
                    *, max_gap: pd.Timedelta = MAX_GAP, # a longer gap in a coin's bars restarts its warm-up
                    market_coin: str | None = None, # deprecated and ignored: the market is the coins present
+                   market: pd.DataFrame | None = None, # `market_features` of the whole market; None: from `prices`
                   ) -> pd.DataFrame:
     "Causal, scale-free features keyed (coin, ts): the one feature computation of the project."
     if market_coin is not None:
@@ -506,9 +531,15 @@ def build_features(prices: pd.DataFrame, # canonical raw prices: coin, ts, high,
         s, e, r0, r1 = runs[i], run_ends[i], offsets[i], offsets[i + 1]
         _coin_features(bars.high[s:e], bars.low[s:e], bars.close[s:e], bars.volume[s:e], start=WARMUP_BARS,
                        out={name: out[r0:r1, col[name]] for name in _COIN_NAMES})
-    times, market = _market_features(bars, runs, gap_ns)
+    times, mkt = _market_features(bars, runs, gap_ns) if market is None else _given_market(market)
     pos = np.searchsorted(times, bars.ts_ns[rows])  # every output row's bar is a market bar
-    for name, values in (market | calendar_features(times)).items():
+    if market is not None and len(rows):  # a given market must hold every bar of the rows
+        got = times[np.minimum(pos, len(times) - 1)] if len(times) else np.full(len(rows), -1)
+        lost = got != bars.ts_ns[rows]
+        if lost.any():
+            raise DataValidationError(f"the market frame lacks the bars of {int(lost.sum())} feature rows, e.g. "
+                                      f"{bars.ts[rows][lost][0]}: build it from every coin's prices over this span")
+    for name, values in (mkt | calendar_features(times)).items():
         np.take(values, pos, out=out[:, col[name]])
     np.subtract(out[:, col["ret_24"]], out[:, col["mkt_ret_24"]], out=out[:, col[_EXCESS]])
     excess_ns = bars.ts_ns[rows] - bars.ts_ns[rows - GAP_WINDOW] - GAP_WINDOW * bars.step_ns

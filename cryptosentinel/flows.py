@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,17 @@ from prefect.tasks import exponential_backoff
 from .config import Settings, get_settings
 from .notify import Alert, Notifier, notify_failure
 from .queries import RUN_KIND, SCHEDULED
-from .runner import NotebookError, is_transient, run_notebook
+from .runner import NotebookError, is_transient, run_folder, run_notebook
 from .store import Store
 from .store_hopsworks import open_store
 from .util import json_safe, utc_now
 
 # %% auto #0
-__all__ = ['log', 'RUN_DAYS', 'FLOW_FUNCTIONS', 'notebook_task', 'configured_task', 'task_runner', 'coin_parts', 'run_settings',
-           'run_stages', 'on_failure', 'completion_alert', 'on_completion', 'feature_figures', 'training_figures',
-           'inference_figures', 'feature_pipeline', 'training_pipeline', 'inference_pipeline', 'backfill',
-           'with_runner', 'run_flow', 'run_all', 'deployments', 'serve', 'deploy']
+__all__ = ['log', 'PARTS_PER_WORKER', 'Stage', 'RUN_DAYS', 'FLOW_FUNCTIONS', 'notebook_task', 'configured_task', 'task_runner',
+           'dask_workers', 'coin_parts', 'run_settings', 'run_stages', 'on_failure', 'completion_alert',
+           'on_completion', 'feature_figures', 'training_figures', 'inference_figures', 'feature_stages',
+           'feature_pipeline', 'training_pipeline', 'inference_pipeline', 'backfill', 'with_runner', 'run_flow',
+           'run_all', 'deployments', 'serve', 'deploy']
 
 # %% ../nbs/12_flows.ipynb #9369ca1d
 log = logging.getLogger(__name__)
@@ -76,9 +78,23 @@ def task_runner(settings: Settings) -> Any:
         return DaskTaskRunner(address=address)
     return ThreadPoolTaskRunner(max_workers=1)
 
-def coin_parts(coins: list[str], settings: Settings) -> list[list[str] | None]:
-    "One part per coin on Dask; one part (None: every coin) locally."
-    return [[c] for c in coins] if settings.orchestration.dask_address else [None]
+PARTS_PER_WORKER = 2  # parts of coins per Dask worker
+
+def dask_workers(address: str) -> int:
+    "How many workers the Dask scheduler at `address` has now (at least 1)."
+    from distributed import Client
+    with Client(address, timeout="30s", set_as_default=False) as client:
+        return max(len(client.nthreads()), 1)
+
+def coin_parts(coins: list[str], settings: Settings,
+               n_parts: int | None = None,  # default: `PARTS_PER_WORKER` x the cluster's workers
+               ) -> list[list[str] | None]:
+    "Locally one part (None: every coin); on Dask contiguous parts of the coins, each coin in exactly one."
+    address = settings.orchestration.dask_address
+    if not address:
+        return [None]
+    n = max(min(n_parts or PARTS_PER_WORKER * dask_workers(address), len(coins)), 1)
+    return [coins[i * len(coins) // n:(i + 1) * len(coins) // n] for i in range(n)]
 
 # %% ../nbs/12_flows.ipynb #bed9b6db
 def run_settings(data_dir: str | None = None) -> Settings:
@@ -91,10 +107,9 @@ def _run_id() -> tuple[str, str]:
     from prefect.runtime import flow_run
     return f"{flow_run.name}-{str(flow_run.id)[:8]}", flow_run.flow_name
 
-def _tag(params: dict[str, Any]) -> str | None:
-    "A per-coin task's tag: its coin."
-    part = params.get("part")
-    return "-".join(part) if part else None
+def _tag(name: str) -> str | None:
+    "A task's tag in its notebook's file name: what follows the step in its name (`features-2of4`: `2of4`)."
+    return name.partition("-")[2] or None
 
 def _stage_records(futures: list[tuple[str, dict[str, Any], Any]]) -> tuple[list[dict[str, Any]], BaseException | None]:
     "Wait for every task of a stage; its task records and its first failure."
@@ -111,22 +126,25 @@ def _stage_records(futures: list[tuple[str, dict[str, Any], Any]]) -> tuple[list
             failure = failure or exc
     return out, failure
 
-def run_stages(stages: list[list[tuple[str, str, dict[str, Any]]]],  # stages of (task name, notebook, parameters)
+Stage = list[tuple[str, str, dict[str, Any]]]  # (task name, notebook, parameters) of tasks that run together
+
+def run_stages(stages: list[Stage],  # in order; the tasks of a stage run at the same time
                settings: Settings,
                parameters: dict[str, Any],  # the flow's own parameters, for the record
                figures: Callable[[Store], dict[str, Any]] | None = None,  # the key figures, read after success
+               started: Any = None,  # the run's start (names its folder); default: now
                ) -> dict[str, Any]:
     "Run the stages in order inside a flow; record the run in the store; raise the first failure."
     run_id, flow_name = _run_id()
-    started, t0 = utc_now(), time.perf_counter()
+    started, t0 = utc_now(started), time.perf_counter()
     record: dict[str, Any] = {"flow": flow_name, "run_id": run_id, "parameters": json_safe(parameters),
                               "started_at": started.isoformat(), "tasks": [], "state": "Running"}
     failure: BaseException | None = None
     try:
         for stage in stages:
             futures = [(name, params, configured_task(settings, name).submit(
-                notebook, params, flow_name, run_id, started.isoformat(), settings,
-                _tag(params) if len(stage) > 1 else None)) for name, notebook, params in stage]
+                notebook, params, flow_name, run_id, started.isoformat(), settings, _tag(name)))
+                for name, notebook, params in stage]
             done, failure = _stage_records(futures)
             record["tasks"] += done
             if failure is not None:
@@ -192,10 +210,11 @@ def _last(store: Store, kind: str) -> dict[str, Any]:
     runs = store.runs(kind, limit=1)
     return runs[0]["record"] if runs else {}
 
-def feature_figures(store: Store) -> dict[str, Any]:
-    ingest, feats = _last(store, "ingest"), _last(store, "features")
+def feature_figures(store: Store, parts: int = 1) -> dict[str, Any]:
+    "Rows ingested and feature rows written: the `parts` newest feature records are this run's."
+    ingest, feats = _last(store, "ingest"), [r["record"] for r in store.runs("features", limit=parts)]
     return {"source": ingest.get("source"), "rows_ingested": ingest.get("rows"),
-            "feature_rows_written": sum((feats.get("store") or {}).get(k, 0) for k in ("inserted", "updated"))}
+            "feature_rows_written": sum((f.get("store") or {}).get(k, 0) for f in feats for k in ("inserted", "updated"))}
 
 def training_figures(store: Store) -> dict[str, Any]:
     record = _last(store, "train")
@@ -219,6 +238,25 @@ def inference_figures(store: Store) -> dict[str, Any]:
 def _coins(coins: list[str] | None, settings: Settings) -> list[str]:
     return list(coins or settings.coins)
 
+def feature_stages(coins: list[str], full: bool, settings: Settings,
+                   started: Any,  # the run's start: its folder keeps the market series
+                   ) -> list[Stage]:
+    "The features step: one task over every coin; on Dask the market series once, then the coins in parts."
+    base = {"data_dir": str(settings.data_dir.resolve()), "coins": coins, "full": full, "simulate_days": 0}
+    parts = coin_parts(coins, settings)
+    if len(parts) == 1:
+        return [[("features", "21_features", base)]]
+    run_id, flow_name = _run_id()
+    market = str(run_folder(settings.reports_dir, flow_name, run_id, started) / "market.parquet")
+    return [[("features-market", "21_features", base | {"market_file": market, "write_market": True})],
+            [(f"features-{i + 1}of{len(parts)}", "21_features", base | {"part": part, "market_file": market})
+             for i, part in enumerate(parts)]]
+
+def _figures(stages: list[Stage]) -> Callable[[Store], dict[str, Any]]:
+    "The feature figures of a run: one `features` record per features task, but the market stage's."
+    parts = sum(nb == "21_features" and not p.get("write_market") for stage in stages for _, nb, p in stage)
+    return partial(feature_figures, parts=parts)
+
 @flow(name="feature_pipeline", on_failure=[on_failure], on_crashed=[on_failure], on_completion=[on_completion])
 def feature_pipeline(source: str | None = None,  # auto | coingecko | csv | synthetic (default: settings)
                      path: str | None = None,  # CSV file or folder, for source="csv"
@@ -235,11 +273,9 @@ def feature_pipeline(source: str | None = None,  # auto | coingecko | csv | synt
     where = str(settings.data_dir.resolve())
     ingest = {"data_dir": where, "source": source or settings.source, "coins": coins, "days": days,
               "start": start, "end": end, "path": path}
-    stages = [[("ingest", "20_ingest", ingest)],
-              [(f"features{'-' + part[0] if part else ''}", "21_features",
-                {"data_dir": where, "coins": coins, "part": part, "full": full, "simulate_days": 0})
-               for part in coin_parts(coins, settings)]]
-    return run_stages(stages, settings, ingest | {"full": full}, feature_figures)
+    started = utc_now()
+    stages = [[("ingest", "20_ingest", ingest)], *feature_stages(coins, full, settings, started)]
+    return run_stages(stages, settings, ingest | {"full": full}, _figures(stages), started)
 
 @flow(name="training_pipeline", on_failure=[on_failure], on_crashed=[on_failure], on_completion=[on_completion])
 def training_pipeline(coins: list[str] | None = None,  # default: the settings' coins
@@ -276,10 +312,11 @@ def backfill(days: int = 365,  # days of hourly history back from the last full 
     coins = _coins(coins, settings)
     where = str(settings.data_dir.resolve())
     params = {"data_dir": where, "days": days, "source": source or settings.source, "coins": coins, "path": path}
-    stages = [[(f"backfill{'-' + part[0] if part else ''}", "24_backfill", params | {"part": part})
-               for part in coin_parts(coins, settings)],
-              [("features", "21_features", {"data_dir": where, "coins": coins, "full": True, "simulate_days": 0})]]
-    return run_stages(stages, settings, params, feature_figures)
+    started, parts = utc_now(), coin_parts(coins, settings)
+    stages = [[(f"backfill-{i + 1}of{len(parts)}" if len(parts) > 1 else "backfill", "24_backfill",
+                params | {"part": part, "features": False}) for i, part in enumerate(parts)],
+              *feature_stages(coins, True, settings, started)]
+    return run_stages(stages, settings, params, _figures(stages), started)
 
 # %% ../nbs/12_flows.ipynb #b2aaeb84
 RUN_DAYS = 120  # `run_all`'s window when no `days` is given and the source is not a CSV snapshot

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from .store import Store
 from .util import RetryableError, json_safe, utc_now
 
 # %% auto #0
-__all__ = ['log', 'Severity', 'SEVERITIES', 'Alert', 'discord_payloads', 'slack_payloads', 'Notifier', 'notify_failure']
+__all__ = ['log', 'Severity', 'SEVERITIES', 'GITHUB_API', 'Alert', 'discord_payloads', 'slack_payloads', 'Notifier',
+           'notify_failure', 'repository_dispatch']
 
 # %% ../nbs/09a_notify.ipynb #9a000006
 log = logging.getLogger(__name__)
@@ -130,7 +132,8 @@ class Notifier:
     def channels(self) -> list[str]:
         return [name for name, url in (("discord", self.discord_url), ("slack", self.slack_url)) if url]
 
-    def _post(self, client: httpx.Client, url: str, body: dict[str, Any]) -> None:
+    def _post(self, client: httpx.Client, url: str, body: dict[str, Any]) -> httpx.Response:
+        "POST `body` as JSON with the retries; the last answer (2xx or 3xx), else the error."
         for attempt in Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True,
                                 wait=wait_exponential(multiplier=self.backoff_s, max=2),
                                 retry=retry_if_exception_type((httpx.TransportError, RetryableError))):
@@ -141,6 +144,7 @@ class Notifier:
                 if resp.status_code >= 400:
                     raise httpx.HTTPStatusError(f"HTTP {resp.status_code}: {resp.text[:200]}",
                                                 request=resp.request, response=resp)
+        return resp
 
     def send(self, alerts: Sequence[Alert]) -> dict[str, str]:
         "Post the alerts to every configured webhook; returns channel -> `sent` or `failed: ...`."
@@ -191,3 +195,48 @@ def notify_failure(flow: str, # the flow or pipeline name
             log.warning("could not store the failure of %s: %s: %s", flow, type(exc).__name__, exc)
     log.error("%s", alert.message)
     return alert
+
+# %% ../nbs/09a_notify.ipynb #9a000010
+GITHUB_API = "https://api.github.com"
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")  # owner/name
+_MAX_PAYLOAD_KEYS = 10  # GitHub's limit on client_payload's top-level keys
+_MAX_EVENT_TYPE = 100  # ... and on the event type's length
+
+def repository_dispatch(event_type: str, # the type the workflows listen for, e.g. `retrain`
+                        client_payload: dict[str, Any] | None = None, # why: at most 10 top-level keys
+                        *,
+                        repository: str | None, # `owner/name`, e.g. the environment's GITHUB_REPOSITORY
+                        token: str | None, # a token that may write the repository's contents (a secret)
+                        api_url: str = GITHUB_API, # GitHub Enterprise's API root, or a test receiver
+                        notifier: Notifier | None = None, # timeout, retries, transport; default `Notifier()`
+                       ) -> str:
+    "Start the workflows listening for `event_type`: `sent`, `not configured` or `failed: ...`; never raises."
+    if not event_type.strip() or len(event_type) > _MAX_EVENT_TYPE:
+        raise ConfigError(f"event_type must be 1 to {_MAX_EVENT_TYPE} characters, got {event_type!r}")
+    payload = json_safe(client_payload or {}, strict=True)
+    if len(payload) > _MAX_PAYLOAD_KEYS:
+        raise ConfigError(f"client_payload may have at most {_MAX_PAYLOAD_KEYS} top-level keys, got {len(payload)}")
+    if not repository or not token:
+        log.info("repository dispatch %r not sent: no repository or no token given", event_type)
+        return "not configured"
+    if not _REPOSITORY.fullmatch(repository):
+        log.warning("repository dispatch %r not sent: the repository must be owner/name, got %r", event_type,
+                    repository)
+        return f"failed: repository must be owner/name, got {repository!r}"
+    notifier = notifier or Notifier()
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+               "X-GitHub-Api-Version": "2022-11-28"}
+    try:
+        with httpx.Client(timeout=notifier.timeout_s, transport=notifier.transport, headers=headers) as client:
+            resp = notifier._post(client, f"{api_url.rstrip('/')}/repos/{repository}/dispatches",
+                                  {"event_type": event_type, "client_payload": payload})
+    except _WEBHOOK_ERRORS as exc:  # GitHub down or refusing must never fail the pipeline
+        log.warning("repository dispatch %r to %s failed: %s: %s", event_type, repository, type(exc).__name__,
+                    str(exc)[:200])
+        return f"failed: {type(exc).__name__}: {exc}"[:300]
+    if resp.status_code != 204:
+        log.warning("repository dispatch %r to %s answered HTTP %d instead of 204", event_type, repository,
+                    resp.status_code)
+        return f"failed: HTTP {resp.status_code}"
+    log.info("repository dispatch %r sent to %s", event_type, repository)
+    return "sent"

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .config import ConfigError, Settings, get_settings
 from .util import json_safe
 from .features import (FEATURE_NAMES, FEATURE_VERSION, SERVING_HISTORY_BARS, WARMUP_BARS,
-                                     build_features, history_start, validate_features)
+                                     build_features, history_start, market_features, validate_features)
 from .ingest import GRANULARITIES, last_full_bar, validate_prices
 from .coingecko import CoinGeckoClient
 from .sources import load_prices
@@ -39,8 +39,9 @@ from .risk import (RiskForecaster, attach_intervals, large_move_alert_records, p
 
 # %% auto #0
 __all__ = ['log', 'BACKFILL_CHUNK', 'FREE_HISTORY', 'TABLE_COLUMNS', 'PRICE_TASKS', 'VOL_TABLE_COLUMNS', 'TRACK_RECORD',
-           'ingest_to_store', 'max_gap', 'update_features', 'resolve_source', 'backfill_windows', 'backfill',
-           'training_view', 'hindcast', 'hindcast_regimes', 'train', 'predict', 'retrain_if_breached']
+           'ingest_to_store', 'max_gap', 'update_features', 'market_series', 'save_market', 'load_market',
+           'resolve_source', 'backfill_windows', 'backfill', 'training_view', 'hindcast', 'hindcast_regimes', 'train',
+           'predict', 'retrain_if_breached']
 
 # %% ../nbs/11_pipelines.ipynb #be056275
 log = logging.getLogger(__name__)
@@ -101,23 +102,46 @@ def _recompute_from(store: Store, group: Any, coins: list[str], market: list[str
     start = history_start(bars, first, max_gap=gap)
     return start if start > look + gap else None  # else the history has long gaps: read it all
 
+def _read_window(store: Store, coins: list[str], full: bool, settings: Settings) -> tuple[pd.Timestamp | None, pd.DataFrame]:
+    "(start, prices) of a features run: every coin of the market from where the new rows need them."
+    market = sorted({*settings.coins, *coins})  # market features come from every coin present at a bar
+    gap = max_gap(settings)
+    start = None if full else _recompute_from(store, features_group(store), coins, market, gap)
+    prices = store.read(PRICES, coins=market, start=start)
+    if prices.empty:
+        raise ConfigError(f"no prices stored for {coins}: run `cryptosentinel ingest` first")
+    return start, prices
+
+def _part_prices(store: Store, coins: list[str], market: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    "A part's own prices, from the start of the run's market series (checked against the run)."
+    meta = market.attrs
+    outside = sorted(set(coins) - set(meta.get("coins", [])))
+    if outside or meta.get("max_gap_hours") != settings.max_gap_hours:
+        raise ConfigError(f"the market series (coins {meta.get('coins')}, max_gap_hours {meta.get('max_gap_hours')}) "
+                          f"is not this run's: coins {outside} outside it, max_gap_hours {settings.max_gap_hours}")
+    start = None if meta.get("start") is None else pd.Timestamp(meta["start"])
+    prices = store.read(PRICES, coins=coins, start=start)
+    if prices.empty:
+        raise ConfigError(f"no prices stored for {coins}: run `cryptosentinel ingest` first")
+    return prices
+
 def update_features(store: Store,  # reads `prices`, writes `features`
                     coins: Iterable[str] | None = None,  # default: the settings' coins
                     full: bool = False,  # recompute every row, not only new bars
                     settings: Settings | None = None,
+                    market: pd.DataFrame | None = None,  # the run's `market_series` (a part's run); None: compute it
                     ) -> dict[str, Any]:
     "Compute features for new (or, with `full`, all) price bars and upsert them into `features`."
     settings = settings or get_settings()
     started = time.perf_counter()
     coins = list(coins or settings.coins)
     group = features_group(store)
-    market = sorted({*settings.coins, *coins})  # market features come from every coin present at a bar
     gap = max_gap(settings)
-    start = None if full else _recompute_from(store, group, coins, market, gap)
-    prices = store.read(PRICES, coins=market, start=start)
-    if prices.empty:
-        raise ConfigError(f"no prices stored for {coins}: run `cryptosentinel ingest` first")
-    built = build_features(prices, max_gap=gap)
+    if market is None:
+        _, prices = _read_window(store, coins, full, settings)
+    else:  # a part of a run: its own coins, from the start the market series was computed from
+        prices = _part_prices(store, coins, market, settings)
+    built = build_features(prices, max_gap=gap, market=market)
     built = built[built["coin"].isin(coins)]
     old = store.read(group, coins=coins, start=built["ts"].min()) if len(built) else built.iloc[:0]
     rows = _changed_rows(built, old)
@@ -129,6 +153,35 @@ def update_features(store: Store,  # reads `prices`, writes `features`
     store.record_run("features", run)
     log.info("features v%s: %d computed, %s", FEATURE_VERSION, len(built), result.to_dict())
     return run
+
+def market_series(store: Store,  # reads `prices` (and the newest `features` rows, for the start)
+                  coins: Iterable[str] | None = None,  # the run's coins; default: the settings' coins
+                  full: bool = False,  # as `update_features`: from every stored price
+                  settings: Settings | None = None,
+                  ) -> pd.DataFrame:
+    "The run's market series, once from every coin's prices; `attrs` keep its start, coins and max gap."
+    settings = settings or get_settings()
+    coins = list(coins or settings.coins)
+    start, prices = _read_window(store, coins, full, settings)
+    series = market_features(prices, max_gap=max_gap(settings))
+    series.attrs = {"start": None if start is None else start.isoformat(), "coins": sorted(set(prices["coin"])),
+                    "max_gap_hours": settings.max_gap_hours, "feature_version": FEATURE_VERSION}
+    return series
+
+def save_market(series: pd.DataFrame, path: str | Path) -> Path:
+    "Write a `market_series` (with its `attrs`) to a Parquet file."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    series.to_parquet(path, index=False)
+    return path
+
+def load_market(path: str | Path) -> pd.DataFrame:
+    "A `market_series` written by `save_market`; its feature version must be the code's."
+    series = pd.read_parquet(path)
+    if series.attrs.get("feature_version") != FEATURE_VERSION:
+        raise ConfigError(f"{path} holds a market series of feature version {series.attrs.get('feature_version')}, "
+                          f"not {FEATURE_VERSION}: compute it again")
+    return series
 
 # %% ../nbs/11_pipelines.ipynb #bff2cc06
 BACKFILL_CHUNK = pd.Timedelta(days=90)  # CoinGecko: hourly points for ranges of at most 90 days
@@ -170,6 +223,7 @@ def backfill(store: Store,  # writes `prices` and `features`
              path: str | Path | None = None,  # CSV file or folder, for source="csv"
              settings: Settings | None = None,
              progress: bool = False,  # a progress bar over the chunks
+             features: bool = True,  # then compute the features (False: a flow's features stage does, for all coins)
              ) -> dict[str, Any]:
     "Load `days` of history chunk by chunk (resuming an interrupted run), then compute features."
     settings = settings or get_settings()
@@ -201,9 +255,9 @@ def backfill(store: Store,  # writes `prices` and `features`
             store.record_run("backfill_chunk", {"source": source, "coin": coin, "start": lo.isoformat(),
                                                 "end": hi.isoformat()})
             fetched += 1
-    features = update_features(store, coins=coins, full=True, settings=settings)
+    computed = update_features(store, coins=coins, full=True, settings=settings)["store"] if features else None
     run = {"source": source, "days": days, "coins": coins, "chunks_fetched": fetched, "chunks_skipped": skipped,
-           "features": features["store"], "notes": notes, "duration_s": round(time.perf_counter() - started, 3)}
+           "features": computed, "notes": notes, "duration_s": round(time.perf_counter() - started, 3)}
     store.record_run("backfill", run)
     return run
 

@@ -14,12 +14,14 @@ from cryptosentinel.features import (
     FEATURE_NAMES,
     FEATURE_VERSION,
     FEATURE_WINDOWS,
+    MARKET_COLUMNS,
     SERVING_HISTORY_BARS,
     WARMUP_BARS,
     build_features,
     feature_schema,
     history_bars_needed,
     lookback_bars,
+    market_features,
     validate_features,
 )
 
@@ -316,3 +318,35 @@ def test_rows_are_exactly_the_per_coin_outputs_whatever_the_holes(prices):
         assert len(got) == len(group) - WARMUP_BARS
         for name in F._COIN_NAMES:
             np.testing.assert_array_equal(got[name].to_numpy(), ref[name][WARMUP_BARS:], err_msg=name)
+
+
+# --- the market once, the coins in parts --------------------------------------------------------------
+
+@pytest.mark.parametrize("parts", [[["bitcoin"], ["ethereum"], ["solana"]], [["bitcoin", "solana"], ["ethereum"]]])
+def test_parts_on_the_market_series_give_the_whole_builds_rows_byte_for_byte(prices, parts):
+    """With holes in one coin and a 3-day outage (a warm-up restart) in another, each part built on the market
+    series of every coin has exactly the whole build's rows of its coins."""
+    hour = pd.Timedelta(hours=1)
+    btc = prices.ts[prices.coin == "bitcoin"]
+    holed = prices[~((prices.coin == "bitcoin") & prices.ts.isin(btc.iloc[[WARMUP_BARS + 5, 600, 601]]))]
+    outage = (holed.coin == "solana") & holed.ts.between(btc.iloc[300], btc.iloc[300] + 3 * 24 * hour)
+    frame = holed[~outage].reset_index(drop=True)
+    whole = build_features(frame)
+    restarted = whole[(whole.coin == "solana") & (whole.ts > btc.iloc[300])]
+    assert len(restarted) and restarted.ts.iloc[0] > btc.iloc[300] + (3 * 24 + WARMUP_BARS) * hour
+    series = market_features(frame)
+    assert list(series.columns) == ["ts", *MARKET_COLUMNS] and series.ts.is_monotonic_increasing
+    got = pd.concat([build_features(frame[frame.coin.isin(p)], market=series) for p in parts])
+    got = got.sort_values(["coin", "ts"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, whole, check_exact=True)
+
+
+def test_a_market_series_that_misses_the_parts_bars_is_refused(prices):
+    series = market_features(prices[prices.ts < prices.ts.iloc[WARMUP_BARS + 50]])
+    part = prices[prices.coin == "ethereum"]
+    with pytest.raises(DataValidationError, match="lacks the bars of"):
+        build_features(part, market=series)
+    with pytest.raises(DataValidationError, match="strictly increasing"):
+        build_features(part, market=market_features(prices).iloc[::-1])
+    with pytest.raises(DataValidationError, match="must be a `market_features` frame"):
+        build_features(part, market=market_features(prices).drop(columns="ts"))

@@ -170,7 +170,8 @@ def feature_rows(data_dir: Path):
                    errors="ignore").sort_values(["coin", "ts"]).reset_index(drop=True)
 
 
-def test_per_coin_tasks_on_a_local_dask_cluster_store_the_same_rows_as_the_local_run(env, monkeypatch):
+def test_parts_of_coins_on_a_local_dask_cluster_store_the_same_rows_as_the_local_run(env, monkeypatch):
+    """The market series once, then the coins in parts (two per worker): byte for byte the local run's rows."""
     from distributed import LocalCluster
     params = {"source": "synthetic", "start": "2024-01-01", "end": "2024-02-20"}
     local = flows.run_flow("feature_pipeline", data_dir=str(env / "local"), **params)
@@ -179,13 +180,93 @@ def test_per_coin_tasks_on_a_local_dask_cluster_store_the_same_rows_as_the_local
                       dashboard_address=None) as cluster:
         monkeypatch.setenv("CRYPTOSENTINEL_ORCHESTRATION__DASK_ADDRESS", cluster.scheduler_address)
         get_settings.cache_clear()
+        assert flows.dask_workers(cluster.scheduler_address) == 1
         dask = flows.run_flow("feature_pipeline", data_dir=str(env / "dask"), **params)
-    assert sorted(t["task"] for t in dask["tasks"]) == ["features-bitcoin", "features-ethereum", "ingest"]
+    assert [t["task"] for t in dask["tasks"]] == ["ingest", "features-market", "features-1of2", "features-2of2"]
+    assert [t["parameters"].get("part") for t in dask["tasks"][2:]] == [["bitcoin"], ["ethereum"]]
+    market = Path(dask["tasks"][1]["parameters"]["market_file"])
+    assert market.is_file() and market.parent == Path(dask["notebooks"][0]).parent  # in the run's folder
+    assert [Path(p).name for p in dask["notebooks"][1:]] == [
+        "21_features.market.ipynb", "21_features.1of2.ipynb", "21_features.2of2.ipynb"]
     a, b = feature_rows(env / "local"), feature_rows(env / "dask")
     assert len(a) > 0 and set(a["coin"]) == {"bitcoin", "ethereum"}
     common = [c for c in a.columns if c in b.columns]
     import pandas as pd
-    pd.testing.assert_frame_equal(a[common], b[common])
+    pd.testing.assert_frame_equal(a[common], b[common], check_exact=True)
+    assert dask["figures"]["feature_rows_written"] == local["figures"]["feature_rows_written"] == len(a)
+
+
+def test_the_backfill_on_dask_loads_in_parts_then_builds_features_on_the_market_once(env, monkeypatch):
+    from distributed import LocalCluster
+
+    from cryptosentinel.features import build_features
+    from cryptosentinel.pipelines import max_gap
+    from cryptosentinel.store import PRICES
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, host="127.0.0.1", protocol="tcp://",
+                      dashboard_address=None) as cluster:
+        monkeypatch.setenv("CRYPTOSENTINEL_ORCHESTRATION__DASK_ADDRESS", cluster.scheduler_address)
+        get_settings.cache_clear()
+        out = flows.run_flow("backfill", days=30, source="synthetic", data_dir=str(env / "bf"))
+    assert [t["task"] for t in out["tasks"]] == ["backfill-1of2", "backfill-2of2", "features-market",
+                                                 "features-1of2", "features-2of2"]
+    assert all(t["parameters"]["features"] is False for t in out["tasks"][:2])
+    with LocalStore(env / "bf" / "store.sqlite") as store:
+        prices = store.read(PRICES)
+        assert store.runs("features", limit=10) and len(store.runs("features", limit=10)) == 2  # one per part
+    expected = build_features(prices, max_gap=max_gap(get_settings()))
+    got = feature_rows(env / "bf")
+    import pandas as pd
+    pd.testing.assert_frame_equal(got[expected.columns], expected, check_exact=True)
+
+
+@pytest.mark.parametrize("n_coins, n_parts", [(1, 4), (2, 2), (7, 3), (128, 4), (128, 200), (33, 1)])
+def test_coin_parts_cover_every_coin_exactly_once(n_coins, n_parts):
+    from cryptosentinel.config import Settings
+    coins = [f"coin{i:03d}" for i in range(n_coins)]
+    dask = Settings(_env_file=None, orchestration={"dask_address": "tcp://127.0.0.1:1"})
+    parts = flows.coin_parts(coins, dask, n_parts=n_parts)
+    assert [c for p in parts for c in p] == coins  # every coin once, in order
+    assert len(parts) == min(n_parts, n_coins) and all(parts)
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+    assert flows.coin_parts(coins, Settings(_env_file=None)) == [None]  # locally: one task for every coin
+
+
+def test_parts_on_the_runs_market_series_store_what_one_run_stores_also_incrementally(tmp_path):
+    """Without Prefect: the pipeline functions the features notebook calls, over two runs (full, then new bars),
+    with a coin offline for two days (a warm-up restart)."""
+    import pandas as pd
+
+    from cryptosentinel.pipelines import (
+        ingest_to_store,
+        load_market,
+        market_series,
+        save_market,
+        update_features,
+    )
+    from cryptosentinel.store import PRICES, features_group
+    coins = ["bitcoin", "ethereum", "solana"]
+    settings = get_settings().model_copy(update={"coins": coins})
+    whole, parts = LocalStore(tmp_path / "whole.sqlite"), LocalStore(tmp_path / "parts.sqlite")
+    for end in ("2024-03-01", "2024-03-03"):
+        for s in (whole, parts):  # solana offline from 2024-01-20 to 2024-01-22
+            ingest_to_store(s, "synthetic", coins=coins[:2], start="2024-01-01", end=end, settings=settings)
+            ingest_to_store(s, "synthetic", coins=coins[2:], start="2024-01-01", end="2024-01-20", settings=settings)
+            ingest_to_store(s, "synthetic", coins=coins[2:], start="2024-01-22", end=end, settings=settings)
+        one = update_features(whole, settings=settings)
+        series = load_market(save_market(market_series(parts, settings=settings), tmp_path / f"{end}.parquet"))
+        runs = [update_features(parts, coins=p, settings=settings, market=series) for p in (["bitcoin", "solana"],
+                                                                                           ["ethereum"])]
+        assert sum(r["computed"] for r in runs) == one["computed"]
+        a, b = (s.read(features_group(s)) for s in (whole, parts))
+        cols = [c for c in a.columns if c not in ("ingested_at", "updated_at")]
+        pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+    assert series.attrs["start"] is not None  # the second run read only the recent prices
+    assert pd.Timestamp(series.attrs["start"]) > whole.read(PRICES)["ts"].min()
+    solana = whole.read(features_group(whole), coins=["solana"])["ts"]
+    from cryptosentinel.features import WARMUP_BARS
+    assert solana.min() == pd.Timestamp("2024-01-22", tz="UTC") + pd.Timedelta(hours=WARMUP_BARS)  # restarted
+    whole.close()
+    parts.close()
 
 
 def test_deployments_carry_the_cron_schedules_of_the_settings_in_utc():
