@@ -78,8 +78,8 @@ def main() -> None:
         sys.exit(2)
 
 # %% ../nbs/13_cli.ipynb #290a0fea
-def _coins(value: str | None) -> list[str] | None:
-    "`a,b` -> ['a', 'b']; None stays None (the settings' coins)."
+def _names(value: str | None) -> list[str] | None:
+    "`a,b` -> ['a', 'b']; None stays None (the settings' default)."
     return [c.strip() for c in value.split(",") if c.strip()] if value else None
 
 def _timestamp(value: str | None) -> pd.Timestamp | None:
@@ -105,7 +105,7 @@ def ingest(
     "Fetch or read prices and store them in the `prices` feature group."
     settings = get_settings()
     record = pipelines.ingest_to_store(
-        open_store(settings), source=source or settings.source, coins=_coins(coins),
+        open_store(settings), source=source or settings.source, coins=_names(coins),
         start=_timestamp(start), end=_timestamp(end), days=days, path=path, settings=settings, progress=True)
     summary = record["store"]
     typer.echo(f"ingested {record['rows']} rows of {len(record['coins'])} coins from {record['source']} "
@@ -123,7 +123,7 @@ def features(
     "Compute and store the features of new (or all) price bars."
     settings = get_settings()
     with open_store(settings) as store:
-        run = pipelines.update_features(store, coins=_coins(coins), full=full, settings=settings)
+        run = pipelines.update_features(store, coins=_names(coins), full=full, settings=settings)
     s = run["store"]
     typer.echo(f"features v{run['feature_version']}: {run['computed']} rows computed, {s['inserted']} new, "
                f"{s['updated']} updated, {s['unchanged']} unchanged in {run['duration_s']:.1f}s")
@@ -138,7 +138,7 @@ def backfill(
     "Load history in chunks (an interrupted run continues where it stopped), then compute features."
     settings = get_settings()
     with open_store(settings) as store:
-        run = pipelines.backfill(store, days=days, source=source, coins=_coins(coins), path=path,
+        run = pipelines.backfill(store, days=days, source=source, coins=_names(coins), path=path,
                              settings=settings, progress=True)
     typer.echo(f"backfill {run['source']}: {run['chunks_fetched']} chunk(s) fetched, {run['chunks_skipped']} "
                f"already stored; features {run['features']}; {run['duration_s']:.1f}s")
@@ -159,7 +159,7 @@ def train(
     "Walk-forward train every model and baseline, register them, and gate the champion per horizon."
     settings = get_settings()
     with open_store(settings) as store:
-        out = pipelines.train(store, _registry(), horizons=horizon, coins=_coins(coins), settings=settings,
+        out = pipelines.train(store, _registry(), horizons=horizon, coins=_names(coins), settings=settings,
                           n_folds=folds, progress=True)
     typer.echo(f"trained on {out['rows']} rows of {len(out['coins'])} coins in {out['duration_s']:.0f}s; "
                f"regimes: {', '.join(out['regimes'])}")
@@ -220,7 +220,7 @@ def evaluate(
     h = horizon or settings.horizons[0]
     registry = _registry()
     bundle = _bundle(registry, model, h)
-    wanted = _coins(coins)
+    wanted = _names(coins)
     with open_store(settings) as store:
         view = pipelines.training_view(store)
         first = _timestamp(start)
@@ -293,7 +293,7 @@ def predict(
     settings = get_settings()
     registry = _registry()
     with open_store(settings) as store:
-        run = pipelines.predict(store, registry, coins=_coins(coins), settings=settings)
+        run = pipelines.predict(store, registry, coins=_names(coins), settings=settings)
         run["retrained"] = pipelines.retrain_if_breached(store, registry, run, settings)  # the CLI is the flow here
     if as_json:
         typer.echo(json.dumps(run, indent=2, default=str))
@@ -351,6 +351,8 @@ def run(
     coins: Annotated[str | None, typer.Option(help="comma-separated CoinGecko ids (default: settings)")] = None,
     days: Annotated[int | None, typer.Option(min=1, help="days of prices to load (default: a CSV whole, else 120)")] = None,
     folds: Annotated[int, typer.Option(min=2, help="walk-forward folds")] = 4,
+    only: Annotated[str | None, typer.Option("--flows", help="comma-separated: some of feature_pipeline, "
+                                             "training_pipeline, inference_pipeline (default: all three)")] = None,
 ) -> None:
     "Run the feature, training and inference pipelines (Prefect flows of pipeline notebooks) in order."
     settings = get_settings()
@@ -359,7 +361,8 @@ def run(
         from cryptosentinel import flows
         if booting is not None:
             booting.join()  # a failed start is retried, and reported, by the first flow's client
-        out = flows.run_all(source=source, path=path, coins=_coins(coins), days=days, n_folds=folds, settings=settings)
+        out = flows.run_all(source=source, path=path, coins=_names(coins), days=days, n_folds=folds, settings=settings,
+                            flows=_names(only))
     for name, record in out.items():
         tasks = ", ".join(f"{t['task']} {t.get('duration_s', 0):.0f}s" for t in record["tasks"])
         typer.echo(f"{name}: {record['state']} in {record['duration_s']:.0f}s ({tasks})")

@@ -27,11 +27,11 @@ from .store_hopsworks import open_store
 from .util import json_safe, utc_now
 
 # %% auto #0
-__all__ = ['log', 'PARTS_PER_WORKER', 'Stage', 'RUN_DAYS', 'FLOW_FUNCTIONS', 'notebook_task', 'configured_task', 'task_runner',
-           'dask_workers', 'coin_parts', 'run_settings', 'run_stages', 'on_failure', 'completion_alert',
-           'on_completion', 'feature_figures', 'training_figures', 'inference_figures', 'feature_stages',
-           'feature_pipeline', 'training_pipeline', 'inference_pipeline', 'backfill', 'with_runner', 'run_flow',
-           'run_all', 'deployments', 'serve', 'deploy']
+__all__ = ['log', 'PARTS_PER_WORKER', 'Stage', 'RETRAIN_EVENT', 'RUN_DAYS', 'FLOW_FUNCTIONS', 'PIPELINES', 'notebook_task',
+           'configured_task', 'task_runner', 'dask_workers', 'coin_parts', 'run_settings', 'run_stages', 'on_failure',
+           'completion_alert', 'on_completion', 'feature_figures', 'training_figures', 'inference_figures',
+           'retrain_reasons', 'request_retraining', 'feature_stages', 'feature_pipeline', 'training_pipeline',
+           'inference_pipeline', 'backfill', 'with_runner', 'run_flow', 'run_all', 'deployments', 'serve', 'deploy']
 
 # %% ../nbs/12_flows.ipynb #9369ca1d
 log = logging.getLogger(__name__)
@@ -234,6 +234,37 @@ def inference_figures(store: Store) -> dict[str, Any]:
             "refused": len(run.get("refused") or []),
             "alerts_raised": (run.get("monitoring") or {}).get("alerts_raised")}
 
+# %% ../nbs/12_flows.ipynb #b29ac1be
+RETRAIN_EVENT = "retrain"  # the repository dispatch type training-pipeline.yml listens for
+
+def retrain_reasons(predicted: dict[str, Any],  # a `predict` run record
+                    ) -> dict[str, Any] | None:
+    "Why a prediction run asks for a retraining (drift; breaches that recommend it), or None."
+    monitoring = predicted.get("monitoring") or {}
+    drift = monitoring.get("drift") or {}
+    breaches = [b for b in (monitoring.get("performance") or {}).get("breaches", []) if b.get("retrain_recommended")]
+    if not drift.get("drift_detected") and not breaches:
+        return None
+    return {"drift": bool(drift.get("drift_detected")), "drifted_features": list(drift.get("drifted_features") or [])[:20],
+            "breaches": [b.get("message") for b in breaches][:20], "as_of": predicted.get("as_of")}
+
+def request_retraining(predicted: dict[str, Any],  # the inference run's `predict` record
+                       settings: Settings,
+                       api_url: str | None = None,  # GitHub's API root (tests: a loopback receiver)
+                       ) -> str | None:
+    "Send the `retrain` dispatch when the run asks for it: its outcome (`sent`, `not configured`, `failed: ...`) or None."
+    import os
+
+    from cryptosentinel.notify import GITHUB_API, repository_dispatch
+    reasons = retrain_reasons(predicted)
+    if reasons is None:
+        return None
+    outcome = repository_dispatch(RETRAIN_EVENT, reasons, repository=os.environ.get("GITHUB_REPOSITORY"),
+                                  token=os.environ.get("CRYPTOSENTINEL_GITHUB_TOKEN"), api_url=api_url or GITHUB_API,
+                                  notifier=Notifier.from_settings(settings))
+    log.info("monitoring asks for a retraining (%s): repository dispatch %s", reasons, outcome)
+    return outcome
+
 # %% ../nbs/12_flows.ipynb #96473fc9
 def _coins(coins: list[str] | None, settings: Settings) -> list[str]:
     return list(coins or settings.coins)
@@ -298,7 +329,10 @@ def inference_pipeline(coins: list[str] | None = None,  # default: the settings'
     settings = run_settings(data_dir)
     params = {"data_dir": str(settings.data_dir.resolve()), "coins": _coins(coins, settings), "now": now,
               "simulate_days": 0}
-    return run_stages([[("predict", "23_predict", params)]], settings, params, inference_figures)
+    record = run_stages([[("predict", "23_predict", params)]], settings, params, inference_figures)
+    with open_store(settings) as store:
+        request_retraining(_last(store, "predict"), settings)
+    return record
 
 @flow(name="backfill", on_failure=[on_failure], on_crashed=[on_failure], on_completion=[on_completion])
 def backfill(days: int = 365,  # days of hourly history back from the last full hour
@@ -336,17 +370,27 @@ def run_flow(name: str,  # one of FLOWS
         raise ConfigError(f"unknown flow {name!r}; flows: {list(FLOW_FUNCTIONS)}")
     return with_runner(FLOW_FUNCTIONS[name], settings)(**parameters)
 
+PIPELINES = ("feature_pipeline", "training_pipeline", "inference_pipeline")  # `run_all`'s flows, in their order
+
 def run_all(source: str | None = None, path: str | None = None, coins: list[str] | None = None,
             days: int | None = None, n_folds: int = 4, data_dir: str | None = None,
-            settings: Settings | None = None) -> dict[str, dict[str, Any]]:
-    "The feature, training and inference pipelines in order; their records."
+            settings: Settings | None = None,
+            flows: list[str] | None = None,  # some of PIPELINES (run in PIPELINES' order); default: all three
+            ) -> dict[str, dict[str, Any]]:
+    "The feature, training and inference pipelines (or the ones named) in order; their records."
+    chosen = list(PIPELINES) if flows is None else list(flows)
+    if unknown := [f for f in chosen if f not in PIPELINES]:
+        from cryptosentinel.config import ConfigError
+        raise ConfigError(f"unknown pipeline(s) {unknown}; pipelines: {list(PIPELINES)}")
+    if not chosen:
+        from cryptosentinel.config import ConfigError
+        raise ConfigError(f"no pipeline named; pipelines: {list(PIPELINES)}")
     if days is None and (source or (settings or get_settings()).source) != "csv":
         days = RUN_DAYS  # enough history to train on; a CSV snapshot is read whole
-    out = {"feature_pipeline": run_flow("feature_pipeline", settings, source=source, path=path, coins=coins,
-                                        days=days, data_dir=data_dir)}
-    out["training_pipeline"] = run_flow("training_pipeline", settings, coins=coins, n_folds=n_folds, data_dir=data_dir)
-    out["inference_pipeline"] = run_flow("inference_pipeline", settings, coins=coins, data_dir=data_dir)
-    return out
+    parameters = {"feature_pipeline": {"source": source, "path": path, "days": days},
+                  "training_pipeline": {"n_folds": n_folds}, "inference_pipeline": {}}
+    return {name: run_flow(name, settings, coins=coins, data_dir=data_dir, **parameters[name])
+            for name in PIPELINES if name in chosen}
 
 # %% ../nbs/12_flows.ipynb #6f20f6f9
 def deployments(settings: Settings | None = None) -> list[Any]:

@@ -134,3 +134,21 @@ def test_a_malformed_repository_is_logged_not_raised(caplog):
 def test_a_request_github_would_refuse_is_a_clear_error(event_type, payload, message):
     with pytest.raises(ConfigError, match=message):
         repository_dispatch(event_type, payload, repository="o/r", token=TOKEN)
+
+
+def test_inference_run_with_drift_asks_github_to_retrain(monkeypatch):
+    from cryptosentinel.config import Settings
+    from cryptosentinel.flows import RETRAIN_EVENT, request_retraining
+    predicted = {"as_of": "2024-03-01T12:00:00+00:00",
+                 "monitoring": {"drift": {"drift_detected": True, "drifted_features": ["ret_24", "rv_24"]},
+                                "performance": {"breaches": []}}}
+    monkeypatch.setenv("GITHUB_REPOSITORY", "octo/cryptosentinel")
+    monkeypatch.setenv("CRYPTOSENTINEL_GITHUB_TOKEN", TOKEN)
+    with GitHub() as gh:
+        assert request_retraining(predicted, Settings(), api_url=gh.url) == "sent"
+        quiet = {"monitoring": {"drift": {"drift_detected": False}, "performance": {"breaches": []}}}
+        assert request_retraining(quiet, Settings(), api_url=gh.url) is None  # nothing to ask: nothing sent
+    [req] = gh.requests
+    assert req["path"] == "/repos/octo/cryptosentinel/dispatches"
+    assert req["body"] == {"event_type": RETRAIN_EVENT, "client_payload": {
+        "drift": True, "drifted_features": ["ret_24", "rv_24"], "breaches": [], "as_of": "2024-03-01T12:00:00+00:00"}}
