@@ -8,25 +8,26 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .config import ConfigError, DataValidationError, MonitoringSettings, Settings, get_settings
-from .features import FEATURE_NAMES, RETURN_WINDOWS
-from .monitoring import DriftReport, label_features, record_drift, run_drift
+from .features import FEATURE_NAMES, FEATURE_WINDOWS, RETURN_WINDOWS
+from .monitoring import DriftReport, label_features, monitoring_dir, record_drift, run_drift
 from .notify import SEVERITIES, Alert, Notifier
 from .store import PRICES, FeatureGroupSpec, Staleness, Store, features_group
 from .training import coverage_tests
 from .util import json_safe, to_utc, utc_now
 
 # %% auto #0
-__all__ = ['log', 'PERFORMANCE_COLUMNS', 'DAY', 'DRIFT_REFERENCE', 'DRIFT_CURRENT', 'DRIFT_EVERY', 'predictions_group',
-           'validated_predictions', 'rolling_skill', 'Breach', 'daily_forecasts', 'check_performance',
-           'record_performance', 'evaluate_alerts', 'stored_alerts', 'raise_alerts', 'open_alerts', 'drift_due',
-           'drift_since_training', 'watch']
+__all__ = ['log', 'PERFORMANCE_COLUMNS', 'DAY', 'DRIFT_REFERENCE', 'DRIFT_CURRENT', 'DRIFT_EVERY', 'DRIFT_COIN_KIND',
+           'MIN_DRIFT_ROWS', 'COIN_DRIFT_LOOKBACK', 'COIN_DRIFT_FEATURES', 'predictions_group', 'validated_predictions',
+           'rolling_skill', 'Breach', 'daily_forecasts', 'check_performance', 'record_performance', 'evaluate_alerts',
+           'stored_alerts', 'raise_alerts', 'open_alerts', 'drift_due', 'drift_since_training', 'coin_drift_records',
+           'drift_by_coin', 'watch']
 
 # %% ../nbs/09b_alerts.ipynb #9b000006
 log = logging.getLogger(__name__)
@@ -385,6 +386,90 @@ def drift_since_training(store: Store, # reads features and prices, records the 
                        features=FEATURE_NAMES, label="y_ret", html=html, settings=settings)
     record_drift(store, report)
     return report
+
+# %% ../nbs/09b_alerts.ipynb #5e1a0102
+DRIFT_COIN_KIND = "drift_coin"  # run kind of the per-coin drift reports
+MIN_DRIFT_ROWS = 10  # rows a coin's window needs (what `run_drift` needs)
+COIN_DRIFT_LOOKBACK = 24  # bars: per coin, only features with at most this look-back are compared
+COIN_DRIFT_FEATURES = [f for f, w in FEATURE_WINDOWS.items() if max(w, default=0) <= COIN_DRIFT_LOOKBACK]
+
+def coin_drift_records(store: Store, # where `drift_by_coin` wrote
+                       limit: int = 1000, # newest records read; an older coin counts as never checked
+                      ) -> dict[str, dict[str, Any]]:
+    "The newest `drift_coin` record of each coin, by coin."
+    out: dict[str, dict[str, Any]] = {}
+    for r in store.runs(DRIFT_COIN_KIND, limit=limit):
+        out.setdefault(str(r["record"].get("coin")), r["record"])
+    return out
+
+def _coin_due(last: dict[str, Any] | None, as_of: pd.Timestamp) -> bool:
+    until = ((last or {}).get("current") or {}).get("last")
+    return until is None or as_of - to_utc(until, "last drift window") >= DRIFT_EVERY
+
+def _coin_report(coin: str, reference: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> DriftReport | None:
+    "One coin's drift (features and, with enough known labels, the label); None when a window is too short."
+    if len(reference) < MIN_DRIFT_ROWS or len(current) < MIN_DRIFT_ROWS:
+        log.info("drift of %s: %d reference and %d current rows, fewer than %d: not checked", coin, len(reference),
+                 len(current), MIN_DRIFT_ROWS)
+        return None
+    label: str | None = "y_ret"
+    if min(reference["y_ret"].notna().sum(), current["y_ret"].notna().sum()) < MIN_DRIFT_ROWS:
+        log.warning("drift of %s: fewer than %d known labels in a window: falling back to the features only",
+                    coin, MIN_DRIFT_ROWS)
+        label = None
+    report = run_drift(reference, current, features=COIN_DRIFT_FEATURES, label=label, html=False,
+                       out_dir=monitoring_dir(settings) / DRIFT_COIN_KIND / coin, settings=settings)
+    ms, scored = settings.monitoring, sum(s is not None for s in report.feature_scores.values())
+    reasons = [r for r in (
+        f"{len(report.drifted_features)} of {scored} features drifted (share {report.drift_share:.2f} >= "
+        f"{ms.drift_share:g}): " + ", ".join(report.drifted_features[:8]) if report.drift_share >= ms.drift_share else "",
+        f"label drift {report.label_drift_score:.2f} >= {ms.drift_label_threshold:g}"
+        if (report.label_drift_score or 0.0) >= ms.drift_label_threshold else "") if r]
+    return replace(report, reasons=reasons, drift_detected=bool(reasons))
+
+def drift_by_coin(store: Store, # reads features and prices, records one report per coin checked
+                  lineage: dict[str, Any], # the champion's lineage (`data_end`: its training data's end)
+                  horizon: int, # the champion's horizon: the label's bars ahead
+                  coins: Sequence[str], # the coins to check (a part of them on Dask)
+                  as_of: Any, # the newest feature bar of the run (the same for every part)
+                  settings: Settings | None = None,
+                  group: FeatureGroupSpec | None = None, # the features; default `store.features_group`
+                  now: Any = None, # the alerts' time (tests); default: now
+                  notifier: Notifier | None = None, # default: `Notifier.from_settings(settings)`
+                 ) -> dict[str, DriftReport | None]:
+    "Per coin: recent features against its rows of the champion's training window; None: not due or too few rows."
+    settings = settings or get_settings()
+    as_of, coins = to_utc(as_of, "as_of"), list(coins)
+    reports: dict[str, DriftReport | None] = dict.fromkeys(coins)
+    if not lineage.get("data_end"):
+        log.info("drift by coin: the champion's lineage has no data_end, nothing to compare with")
+        return reports
+    last = coin_drift_records(store)
+    due = [c for c in coins if _coin_due(last.get(c), as_of)]
+    if not due:
+        log.info("drift by coin: every coin was checked less than %s before %s", DRIFT_EVERY, as_of)
+        return reports
+    ref_end = to_utc(lineage["data_end"], "lineage data_end")
+    group = group or features_group(store)
+    prices = store.read(PRICES, coins=due, start=ref_end - DRIFT_REFERENCE)
+    reference = label_features(store.read(group, coins=due, start=ref_end - DRIFT_REFERENCE, end=ref_end), prices,
+                               horizon=horizon)
+    current = label_features(store.read(group, coins=due, start=as_of - DRIFT_CURRENT, end=as_of), prices,
+                             horizon=horizon)
+    for coin in due:
+        report = _coin_report(coin, reference[reference["coin"] == coin], current[current["coin"] == coin], settings)
+        if report is not None:
+            store.record_run(DRIFT_COIN_KIND, {"coin": coin, "horizon": int(horizon), "as_of": as_of.isoformat(),
+                                               "champion_data_end": ref_end.isoformat(), **report.to_dict()})
+        reports[coin] = report
+    clock = utc_now(now)
+    alerts = [Alert("feature_drift_coin", "warning", c, f"{c}: drift since training: " + "; ".join(r.reasons),
+                    {"drifted_features": r.drifted_features[:10], "drift_share": r.drift_share,
+                     "multivariate_auc": r.multivariate_score, "label_drift": r.label_drift_score,
+                     "horizon": int(horizon)}, clock)
+              for c, r in reports.items() if r is not None and r.drift_detected]
+    raise_alerts(store, alerts, notifier=notifier or Notifier.from_settings(settings), settings=settings)
+    return reports
 
 # %% ../nbs/09b_alerts.ipynb #9b00000c
 def watch(store: Store, # reads features, prices and the prediction history; writes run records

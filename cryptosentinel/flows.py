@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
+from .alerts import coin_drift_records
 from .config import Settings, get_settings
 from .notify import Alert, Notifier, notify_failure
 from .queries import RUN_KIND, SCHEDULED
@@ -30,8 +31,9 @@ from .util import json_safe, utc_now
 __all__ = ['log', 'PARTS_PER_WORKER', 'Stage', 'RETRAIN_EVENT', 'RUN_DAYS', 'FLOW_FUNCTIONS', 'PIPELINES', 'notebook_task',
            'configured_task', 'task_runner', 'dask_workers', 'coin_parts', 'run_settings', 'run_stages', 'on_failure',
            'completion_alert', 'on_completion', 'feature_figures', 'training_figures', 'inference_figures',
-           'retrain_reasons', 'request_retraining', 'feature_stages', 'feature_pipeline', 'training_pipeline',
-           'inference_pipeline', 'backfill', 'with_runner', 'run_flow', 'run_all', 'deployments', 'serve', 'deploy']
+           'retrain_reasons', 'request_retraining', 'feature_stages', 'drift_stages', 'feature_pipeline',
+           'training_pipeline', 'inference_pipeline', 'backfill', 'with_runner', 'run_flow', 'run_all', 'deployments',
+           'serve', 'deploy']
 
 # %% ../nbs/12_flows.ipynb #9369ca1d
 log = logging.getLogger(__name__)
@@ -229,10 +231,12 @@ def training_figures(store: Store) -> dict[str, Any]:
                           for h, tasks in gates.items() for task, g in tasks.items()}}
 
 def inference_figures(store: Store) -> dict[str, Any]:
+    "Forecasts stored, refusals, alerts, and the coins whose newest per-coin drift report found drift."
     run = _last(store, "predict")
     return {"forecasts_stored": (run.get("stored") or {}).get("inserted", run.get("stored")),
             "refused": len(run.get("refused") or []),
-            "alerts_raised": (run.get("monitoring") or {}).get("alerts_raised")}
+            "alerts_raised": (run.get("monitoring") or {}).get("alerts_raised"),
+            "coins_drifting": sorted(c for c, r in coin_drift_records(store).items() if r.get("drift_detected"))}
 
 # %% ../nbs/12_flows.ipynb #b29ac1be
 RETRAIN_EVENT = "retrain"  # the repository dispatch type training-pipeline.yml listens for
@@ -283,6 +287,14 @@ def feature_stages(coins: list[str], full: bool, settings: Settings,
             [(f"features-{i + 1}of{len(parts)}", "21_features", base | {"part": part, "market_file": market})
              for i, part in enumerate(parts)]]
 
+def drift_stages(coins: list[str], now: str | None, settings: Settings) -> list[Stage]:
+    "The per-coin drift step: one task over every coin; on Dask the coins in parts."
+    base = {"data_dir": str(settings.data_dir.resolve()), "coins": coins, "now": now, "simulate_days": 0}
+    parts = coin_parts(coins, settings)
+    if len(parts) == 1:
+        return [[("drift", "25_drift", base)]]
+    return [[(f"drift-{i + 1}of{len(parts)}", "25_drift", base | {"part": part}) for i, part in enumerate(parts)]]
+
 def _figures(stages: list[Stage]) -> Callable[[Store], dict[str, Any]]:
     "The feature figures of a run: one `features` record per features task, but the market stage's."
     parts = sum(nb == "21_features" and not p.get("write_market") for stage in stages for _, nb, p in stage)
@@ -325,11 +337,12 @@ def inference_pipeline(coins: list[str] | None = None,  # default: the settings'
                        now: str | None = None,  # ISO clock for the freshness checks (tests)
                        data_dir: str | None = None,
                        ) -> dict[str, Any]:
-    "Predict, validate matured forecasts, monitor, raise alerts (and retrain on a breach when configured)."
+    "Predict, validate matured forecasts, monitor, raise alerts (and retrain on a breach when configured); drift per coin."
     settings = run_settings(data_dir)
-    params = {"data_dir": str(settings.data_dir.resolve()), "coins": _coins(coins, settings), "now": now,
-              "simulate_days": 0}
-    record = run_stages([[("predict", "23_predict", params)]], settings, params, inference_figures)
+    coins = _coins(coins, settings)
+    params = {"data_dir": str(settings.data_dir.resolve()), "coins": coins, "now": now, "simulate_days": 0}
+    stages = [[("predict", "23_predict", params)], *drift_stages(coins, now, settings)]
+    record = run_stages(stages, settings, params, inference_figures)
     with open_store(settings) as store:
         request_retraining(_last(store, "predict"), settings)
     return record
@@ -387,8 +400,8 @@ def run_all(source: str | None = None, path: str | None = None, coins: list[str]
         raise ConfigError(f"no pipeline named; pipelines: {list(PIPELINES)}")
     if days is None and (source or (settings or get_settings()).source) != "csv":
         days = RUN_DAYS  # enough history to train on; a CSV snapshot is read whole
-    parameters = {"feature_pipeline": {"source": source, "path": path, "days": days},
-                  "training_pipeline": {"n_folds": n_folds}, "inference_pipeline": {}}
+    parameters: dict[str, dict[str, Any]] = {"feature_pipeline": {"source": source, "path": path, "days": days},
+                                             "training_pipeline": {"n_folds": n_folds}, "inference_pipeline": {}}
     return {name: run_flow(name, settings, coins=coins, data_dir=data_dir, **parameters[name])
             for name in PIPELINES if name in chosen}
 
