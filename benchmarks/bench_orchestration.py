@@ -5,7 +5,7 @@ Runs the command in a subprocess, in a fresh data, reports and Prefect home fold
 starts its temporary server on a new database, as a first run does), then reads what the run recorded:
 
 * `wall_s`: the whole command, process start to exit;
-* `pipeline_s`: the pipeline functions' own durations (`duration_s` of the ingest, features, train and predict
+* `pipeline_s`: the pipeline functions' own durations (`duration_s` of the ingest, features, train, predict and per-coin drift
   records the steps keep in the store): the work;
 * `cells_other_s`: the rest of the notebooks' cell time (imports inside the kernel, tables, figures);
 * `kernel_papermill_s`: per notebook, its run minus its cells minus its HTML export (parameter check, kernel
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP_KINDS = ("ingest", "features", "train", "predict")
+STEP_KINDS = ("ingest", "features", "train", "predict", "drift_coin")  # drift_coin: one record per coin checked
 
 
 def records(store: Path, kind: str) -> list[dict]:

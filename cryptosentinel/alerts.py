@@ -27,7 +27,7 @@ __all__ = ['log', 'PERFORMANCE_COLUMNS', 'DAY', 'DRIFT_REFERENCE', 'DRIFT_CURREN
            'MIN_DRIFT_ROWS', 'COIN_DRIFT_LOOKBACK', 'COIN_DRIFT_FEATURES', 'predictions_group', 'validated_predictions',
            'rolling_skill', 'Breach', 'daily_forecasts', 'check_performance', 'record_performance', 'evaluate_alerts',
            'stored_alerts', 'raise_alerts', 'open_alerts', 'drift_due', 'drift_since_training', 'coin_drift_records',
-           'drift_by_coin', 'watch']
+           'coin_due', 'drift_by_coin', 'watch']
 
 # %% ../nbs/09b_alerts.ipynb #9b000006
 log = logging.getLogger(__name__)
@@ -402,7 +402,10 @@ def coin_drift_records(store: Store, # where `drift_by_coin` wrote
         out.setdefault(str(r["record"].get("coin")), r["record"])
     return out
 
-def _coin_due(last: dict[str, Any] | None, as_of: pd.Timestamp) -> bool:
+def coin_due(last: dict[str, Any] | None, # a coin's newest record with a `current` window (None: never checked)
+             as_of: pd.Timestamp, # the newest feature bar of the run
+            ) -> bool:
+    "Whether `DRIFT_EVERY` of new data has passed since the end of the coin's last `current` window."
     until = ((last or {}).get("current") or {}).get("last")
     return until is None or as_of - to_utc(until, "last drift window") >= DRIFT_EVERY
 
@@ -445,7 +448,7 @@ def drift_by_coin(store: Store, # reads features and prices, records one report 
         log.info("drift by coin: the champion's lineage has no data_end, nothing to compare with")
         return reports
     last = coin_drift_records(store)
-    due = [c for c in coins if _coin_due(last.get(c), as_of)]
+    due = [c for c in coins if coin_due(last.get(c), as_of)]
     if not due:
         log.info("drift by coin: every coin was checked less than %s before %s", DRIFT_EVERY, as_of)
         return reports

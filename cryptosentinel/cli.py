@@ -355,7 +355,9 @@ def run(
                                              "training_pipeline, inference_pipeline (default: all three)")] = None,
 ) -> None:
     "Run the feature, training and inference pipelines (Prefect flows of pipeline notebooks) in order."
+    from cryptosentinel.runner import KERNELS, notebooks_dir
     settings = get_settings()
+    KERNELS.warm(settings.orchestration.kernel_name, notebooks_dir(settings))  # the first notebook's, while Prefect starts
     with _prefect_startup():
         booting = _boot_prefect_server()
         from cryptosentinel import flows

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +15,19 @@ import numpy as np
 import pandas as pd
 
 from .bundle import ModelBundle, ModelInputError
-from .config import Settings
+from .config import Settings, get_settings
 from .explain import (CONSTANT_NOTE, DEFAULT_TOP_K, IMPORTANCE_ROWS, ExplainError, Explainer, _frame,
                                     _stride, agreement, lime_explain, make_explainer)
+from .registry import ModelNotFoundError, Registry
 from .store import Store, features_group
-from .util import to_utc
+from .util import json_safe, to_utc
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'BACKGROUND_DAYS', 'Explanations', 'lime_check', 'save_summary_plot', 'save_waterfall', 'explain_models']
+__all__ = ['log', 'BACKGROUND_DAYS', 'EXPLAIN_COIN_KIND', 'EXPLAIN_COIN_WINDOW', 'EXPLAIN_COIN_ROWS', 'Explanations',
+           'lime_check', 'save_summary_plot', 'save_waterfall', 'explain_models', 'explainable_model',
+           'coin_explain_records', 'explain_by_coin']
 
 # %% ../nbs/07a_explain_outputs.ipynb #f1b2bf78
 BACKGROUND_DAYS = pd.Timedelta(days=30)  # stored features before a model's data_end that form its background
@@ -203,3 +206,83 @@ def explain_models(bundles: Mapping[str, ModelBundle],  # name -> fitted bundle 
         figures[name] = str(save_summary_plot(explainer, sample[b.feature_names], f"{stem}_summary.png"))
         save_waterfall(explainer, latest[b.feature_names], f"{stem}_waterfall.png")
     return figures
+
+# %% ../nbs/07a_explain_outputs.ipynb #5e0c0a02
+EXPLAIN_COIN_KIND = "explain_coin"  # run kind of the per-coin explanations
+EXPLAIN_COIN_WINDOW = pd.Timedelta(days=7)  # the recent feature rows explained per coin
+EXPLAIN_COIN_ROWS = 168  # at most this many of them per coin (an even stride)
+
+def explainable_model(registry: Registry,  # holds the champion and its challengers
+                      horizon: int,  # hours
+                      ) -> tuple[ModelBundle | None, str]:
+    "The model SHAP explains for a horizon and its role: the fitted champion, else the best challenger (None: none)."
+    champion = registry.champion(horizon)
+    if champion is None:
+        raise ModelNotFoundError(f"no champion for the {horizon} h horizon: run `cryptosentinel train` first")
+    bundle = registry.load(champion["name"], champion["version"])
+    if not bundle.is_constant:
+        return bundle, "champion"
+    best = champion.get("best_challenger")
+    if not best:
+        return None, "champion"
+    return registry.load(best["name"], best["version"]), "best_challenger"
+
+def coin_explain_records(store: Store,  # where `explain_by_coin` wrote
+                         limit: int = 1000,  # newest records read; an older coin counts as never explained
+                         ) -> dict[str, dict[str, Any]]:
+    "The newest `explain_coin` record of each coin, by coin."
+    out: dict[str, dict[str, Any]] = {}
+    for r in store.runs(EXPLAIN_COIN_KIND, limit=limit):
+        out.setdefault(str(r["record"].get("coin")), r["record"])
+    return out
+
+def explain_by_coin(store: Store,  # reads features, records one `explain_coin` run per coin explained
+                    registry: Registry,  # the horizon's champion and challengers
+                    coins: Sequence[str],  # the coins to explain (a part of them on Dask)
+                    as_of: Any,  # the newest feature bar of the run (the same for every part)
+                    settings: Settings | None = None,  # `seed`, `top_features`, `horizons`
+                    horizon: int | None = None,  # default: the shortest of `settings.horizons`
+                    n_rows: int = EXPLAIN_COIN_ROWS,  # rows explained per coin, at most
+                    due: Callable[[dict[str, Any] | None, pd.Timestamp], bool] | None = None,  # (newest record, as_of) -> explain again?
+                    ) -> dict[str, dict[str, Any] | None]:
+    "Per coin: mean |SHAP| per feature over its recent rows, recorded; None: not due, nothing to explain or no rows."
+    settings = settings or get_settings()
+    horizon = int(horizon if horizon is not None else min(settings.horizons))
+    as_of, coins = to_utc(as_of, "as_of", error=ExplainError), list(coins)
+    if n_rows < 1:
+        raise ExplainError(f"n_rows must be at least 1, got {n_rows}")
+    out: dict[str, dict[str, Any] | None] = dict.fromkeys(coins)
+    last = coin_explain_records(store) if due is not None else {}
+    todo = [c for c in coins if due is None or due(last.get(c), as_of)]
+    if not todo:
+        log.info("explain by coin: no coin due at %s", as_of)
+        return out
+    bundle, role = explainable_model(registry, horizon)
+    if bundle is None:
+        log.info("explain by coin: the %d h champion is a constant baseline and no fitted challenger is registered",
+                 horizon)
+        return out
+    explanations = Explanations(store, settings)
+    explainer = explanations.explainer(bundle)
+    rows = store.read(features_group(store), coins=todo, start=as_of - EXPLAIN_COIN_WINDOW)
+    rows = rows[(rows["ts"] > as_of - EXPLAIN_COIN_WINDOW) & (rows["ts"] <= as_of)]  # the window up to as_of's bar
+    for coin in todo:
+        X = rows[rows["coin"] == coin].sort_values("ts", kind="stable")
+        X = X[np.isfinite(X[bundle.feature_names].to_numpy(dtype=np.float64, na_value=np.nan)).all(axis=1)]
+        if X.empty:
+            log.info("explain by coin: %s has no complete feature row in the %s before %s", coin,
+                     EXPLAIN_COIN_WINDOW, as_of)
+            continue
+        used = X.iloc[_stride(len(X), n_rows)]
+        imp = explainer.global_importance(used, max_rows=None)
+        record = {"coin": coin, "horizon": horizon, "as_of": as_of.isoformat(), "model": bundle.registered_name,
+                  "version": bundle.version, "role": role, "method": explainer.method,
+                  "output_label": explainer.output_label, "rows": len(used),
+                  "current": {"first": used["ts"].min().isoformat(), "last": used["ts"].max().isoformat(),
+                              "rows": len(used)},
+                  "total_mean_abs_shap": float(imp["mean_abs_shap"].sum()),
+                  "top_features": [{"feature": str(f), "mean_abs_shap": float(v)} for f, v in
+                                   imp.head(explanations.top_k).itertuples(index=False)]}
+        store.record_run(EXPLAIN_COIN_KIND, json_safe(record))
+        out[coin] = record
+    return out

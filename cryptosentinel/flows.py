@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from .alerts import coin_drift_records
+from .explain_outputs import coin_explain_records
 from .config import Settings, get_settings
 from .notify import Alert, Notifier, notify_failure
 from .queries import RUN_KIND, SCHEDULED
@@ -59,9 +60,11 @@ def notebook_task(notebook: str,  # e.g. `20_ingest`
                   ) -> dict[str, Any]:
     "Run one pipeline notebook; its `NotebookRun` as a dict."
     from prefect.runtime import task_run
+
+    from cryptosentinel.runner import KERNELS  # this process's pool (a Dask worker has its own; a lock does not pickle)
     attempt = int(task_run.run_count or 1)
     return run_notebook(notebook, parameters, flow=flow_name, run_id=run_id, started=started, settings=settings,
-                        attempt=attempt, tag=tag).to_dict()
+                        attempt=attempt, tag=tag, kernels=KERNELS).to_dict()
 
 def configured_task(settings: Settings, name: str) -> Any:
     "The notebook task with the settings' time-out, retries (transient failures only) and backoff."
@@ -231,12 +234,13 @@ def training_figures(store: Store) -> dict[str, Any]:
                           for h, tasks in gates.items() for task, g in tasks.items()}}
 
 def inference_figures(store: Store) -> dict[str, Any]:
-    "Forecasts stored, refusals, alerts, and the coins whose newest per-coin drift report found drift."
+    "Forecasts stored, refusals, alerts, the coins whose newest per-coin drift report found drift, the coins explained."
     run = _last(store, "predict")
     return {"forecasts_stored": (run.get("stored") or {}).get("inserted", run.get("stored")),
             "refused": len(run.get("refused") or []),
             "alerts_raised": (run.get("monitoring") or {}).get("alerts_raised"),
-            "coins_drifting": sorted(c for c, r in coin_drift_records(store).items() if r.get("drift_detected"))}
+            "coins_drifting": sorted(c for c, r in coin_drift_records(store).items() if r.get("drift_detected")),
+            "coins_explained": sorted(coin_explain_records(store))}
 
 # %% ../nbs/12_flows.ipynb #b29ac1be
 RETRAIN_EVENT = "retrain"  # the repository dispatch type training-pipeline.yml listens for

@@ -5,11 +5,15 @@
 # %% ../nbs/11a_runner.ipynb #e12339bd
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import re
 import sqlite3
+import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +25,10 @@ from .config import project_root
 from .util import RetryableError, json_safe, utc_now
 
 # %% auto #0
-__all__ = ['log', 'TRANSIENT_NAMES', 'notebooks_dir', 'resolve_notebook', 'run_folder', 'step_settings', 'ParameterError',
-           'notebook_parameters', 'check_parameters', 'transient_error', 'is_transient', 'NotebookError', 'NotebookRun',
-           'write_html', 'run_notebook']
+__all__ = ['log', 'TRANSIENT_NAMES', 'WARM_IMPORTS', 'SPARE_MAX_AGE_S', 'KERNELS', 'notebooks_dir', 'resolve_notebook',
+           'run_folder', 'step_settings', 'ParameterError', 'notebook_parameters', 'check_parameters',
+           'transient_error', 'is_transient', 'NotebookError', 'NotebookRun', 'write_html', 'KernelPool',
+           'run_notebook']
 
 # %% ../nbs/11a_runner.ipynb #7ff7e845
 log = logging.getLogger(__name__)
@@ -217,6 +222,99 @@ def write_html(path: Path) -> Path:
     out.write_text(body, encoding="utf-8")
     return out
 
+# %% ../nbs/11a_runner.ipynb #77ce5fbe
+WARM_IMPORTS = ("numpy", "pandas", "matplotlib.pyplot", "cryptosentinel.pipelines")  # what the step notebooks import
+SPARE_MAX_AGE_S = 600.0  # an older spare may hold code replaced since: discarded
+_VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST"})  # changes between tests, means nothing to a notebook
+
+class KernelPool:
+    "One spare kernel, started and warmed in the background for the next notebook."
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spare: tuple[tuple[Any, ...], float, Future[Any]] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="spare-kernel")
+        atexit.register(self.close)
+
+    @staticmethod
+    def _key(kernel_name: str, cwd: Path) -> tuple[Any, ...]:
+        env = tuple(sorted((k, v) for k, v in os.environ.items() if k not in _VOLATILE_ENV))
+        return kernel_name, str(cwd), env
+
+    @staticmethod
+    def _start(kernel_name: str, cwd: Path) -> Any:
+        "A started kernel in `cwd` that has imported `WARM_IMPORTS` (its history left empty)."
+        from jupyter_client.manager import KernelManager
+        km = KernelManager(kernel_name=kernel_name)
+        km.start_kernel(cwd=str(cwd))
+        kc = km.blocking_client()
+        try:
+            kc.start_channels()
+            kc.wait_for_ready(timeout=120)
+            reply = kc.execute_interactive("import " + ", ".join(WARM_IMPORTS), store_history=False, silent=True,
+                                           timeout=300)
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(f"the warm-up imports failed: {reply['content'].get('evalue')}")
+        except BaseException:
+            km.shutdown_kernel(now=True)
+            raise
+        finally:
+            kc.stop_channels()
+        return km
+
+    @staticmethod
+    def _discard(future: Future[Any]) -> None:
+        "Shut the spare down once it has started (or forget it, if it failed)."
+        def stop(f: Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                f.result().shutdown_kernel(now=True)
+        future.add_done_callback(stop)
+
+    def warm(self, kernel_name: str, cwd: Path) -> None:
+        "Start warming a kernel now, unless one is (`cryptosentinel run` does this while Prefect starts)."
+        with self._lock:
+            if self._spare is None:
+                self._spare = (self._key(kernel_name, cwd), time.monotonic(),
+                               self._executor.submit(self._start, kernel_name, cwd))
+
+    def take(self, kernel_name: str, cwd: Path,
+             warm_next: bool = True,  # start warming a kernel for the notebook after this one
+             ) -> Any | None:
+        "The warm kernel for a notebook in `cwd`, or None (papermill starts one)."
+        key = self._key(kernel_name, cwd)
+        with self._lock:
+            spare = self._spare
+            self._spare = ((key, time.monotonic(), self._executor.submit(self._start, kernel_name, cwd))
+                           if warm_next else None)
+        if spare is None:
+            return None
+        spare_key, born, future = spare
+        if spare_key != key or time.monotonic() - born > SPARE_MAX_AGE_S:
+            self._discard(future)
+            return None
+        try:
+            return future.result(timeout=300)
+        except Exception as exc:  # the spare's own failure: the notebook starts a kernel of its own
+            log.warning("the spare kernel did not start (%s: %s): starting a new one", type(exc).__name__, exc)
+            return None
+
+    def close(self) -> None:
+        "Stop the spare (at exit, or when a pool is dropped)."
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            self._discard(spare[2])
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+KERNELS = KernelPool()  # the flows' pool: one per process
+
+def _warm_manager(km: Any) -> type:
+    """A kernel manager class whose one instance is the warm `km`: nbclient then owns the kernel as if it had
+    started it, and stops it and its client when the notebook is done."""
+    class WarmKernelManager(type(km)):  # type: ignore[misc]
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            return km  # not an instance of this class, so `__init__` does not run again on it
+    return WarmKernelManager
+
 # %% ../nbs/11a_runner.ipynb #548cf916
 def run_notebook(notebook: str | Path,  # `20_ingest`, a file name or a path
                  parameters: dict[str, Any] | None = None,  # names from the notebook's `parameters` cell
@@ -228,6 +326,7 @@ def run_notebook(notebook: str | Path,  # `20_ingest`, a file name or a path
                  attempt: int = 1,  # the task's attempt (a retry keeps the failed copy)
                  html: bool | None = None,  # write the HTML copy (default: settings)
                  tag: str | None = None,  # tells apart runs of one notebook in one flow run (`21_features.bitcoin`)
+                 kernels: KernelPool | None = None,  # warm kernels (the flows pass `KERNELS`); None: a new kernel
                  ) -> NotebookRun:
     "Run a notebook with papermill and keep the executed copy; `NotebookError` (copy kept) when a cell fails."
     settings = settings or get_settings()
@@ -253,17 +352,22 @@ def run_notebook(notebook: str | Path,  # `20_ingest`, a file name or a path
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     failure: NotebookError | None = None
+    km = kernels.take(orch.kernel_name, source.parent) if kernels is not None else None
     with log_path.open("w", encoding="utf-8") as logfile:
         try:
             papermill.execute_notebook(
                 str(source), str(out), parameters=parameters, kernel_name=orch.kernel_name,
                 execution_timeout=orch.cell_timeout_s, log_output=False, progress_bar=False,
-                stdout_file=logfile, stderr_file=logfile, resources={"metadata": {"path": str(source.parent)}})
+                stdout_file=logfile, stderr_file=logfile, resources={"metadata": {"path": str(source.parent)}},
+                **({"kernel_manager_class": _warm_manager(km)} if km is not None else {}))
         except papermill.PapermillExecutionError as exc:
             failure = NotebookError(source.stem, out, exc.cell_index, exc.ename, exc.evalue, exc.source,
                                     transient_error(exc.ename, exc.evalue), attempt=attempt)
         except (CellTimeoutError, DeadKernelError) as exc:  # papermill has saved the notebook up to that cell
             failure = NotebookError(source.stem, out, None, type(exc).__name__, str(exc), "", False, attempt=attempt)
+        finally:
+            if km is not None and km.has_kernel:  # nbclient stops the kernel it ran on; not one it never reached
+                km.shutdown_kernel(now=True)
     executed = nbformat.read(str(out), as_version=4) if out.exists() else None
     if failure is not None and executed is not None:  # the cell's index in the executed copy (after papermill's banner)
         index, _, _, cell_source = _failed_cell(executed)

@@ -1,5 +1,6 @@
 """Drift per coin (issue 10): a planted drift in one coin is found in that coin only, and the inference flow's
-per-coin drift stage stores the same records on a local Dask cluster (in parts) as locally (one task)."""
+per-coin drift stage stores the same records (drift and explanations per coin) on a local Dask cluster (in parts)
+as locally (one task)."""
 
 import shutil
 
@@ -9,6 +10,7 @@ import pytest
 
 from cryptosentinel.alerts import DRIFT_COIN_KIND, coin_drift_records, drift_by_coin, stored_alerts
 from cryptosentinel.config import Settings, get_settings
+from cryptosentinel.explain_outputs import coin_explain_records
 from cryptosentinel.features import build_features
 from cryptosentinel.sources import simulate_prices
 from cryptosentinel.store import PRICES, features_group
@@ -31,8 +33,8 @@ def planted_prices(coin: str, factor: float, days: int = 120, seed: int = 7) -> 
     return calm.assign(**{c: calm[c] * ratio for c in ("open", "high", "low", "close")})
 
 
-def comparable(store) -> dict[str, dict]:
-    return {c: {k: v for k, v in r.items() if k not in VOLATILE} for c, r in coin_drift_records(store).items()}
+def comparable(store, records=coin_drift_records) -> dict[str, dict]:
+    return {c: {k: v for k, v in r.items() if k not in VOLATILE} for c, r in records(store).items()}
 
 
 @pytest.mark.data
@@ -121,7 +123,10 @@ def test_the_inference_flow_on_a_local_dask_cluster_stores_the_local_runs_per_co
     assert [t["parameters"]["part"] for t in dask["tasks"][1:]] == [[c] for c in COINS]
     with LocalStore(tmp_path / "local" / "store.sqlite") as a, LocalStore(tmp_path / "dask" / "store.sqlite") as b:
         one, parts = comparable(a), comparable(b)
+        explained, explained_parts = comparable(a, coin_explain_records), comparable(b, coin_explain_records)
     assert sorted(one) == COINS and one == parts
+    assert sorted(explained) == COINS and explained == explained_parts
     assert dask["figures"]["coins_drifting"] == local["figures"]["coins_drifting"]
+    assert dask["figures"]["coins_explained"] == local["figures"]["coins_explained"] == COINS
     print(f"inference flow: local {local_s:.1f} s; drift stage local "
           f"{local['tasks'][1]['duration_s']} s, on Dask {[t['duration_s'] for t in dask['tasks'][1:]]} s")
