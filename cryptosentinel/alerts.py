@@ -18,7 +18,7 @@ from .config import ConfigError, DataValidationError, MonitoringSettings, Settin
 from .features import FEATURE_NAMES, FEATURE_WINDOWS, RETURN_WINDOWS
 from .monitoring import DriftReport, label_features, monitoring_dir, record_drift, run_drift
 from .notify import SEVERITIES, Alert, Notifier
-from .store import PRICES, FeatureGroupSpec, Staleness, Store, features_group
+from .store import PRICES, FeatureGroupSpec, Staleness, Store, features_group, newest_by_coin
 from .training import coverage_tests
 from .util import json_safe, to_utc, utc_now
 
@@ -397,10 +397,7 @@ def coin_drift_records(store: Store, # where `drift_by_coin` wrote
                        limit: int = 1000, # newest records read; an older coin counts as never checked
                       ) -> dict[str, dict[str, Any]]:
     "The newest `drift_coin` record of each coin, by coin."
-    out: dict[str, dict[str, Any]] = {}
-    for r in store.runs(DRIFT_COIN_KIND, limit=limit):
-        out.setdefault(str(r["record"].get("coin")), r["record"])
-    return out
+    return newest_by_coin(store, DRIFT_COIN_KIND, limit)
 
 def coin_due(last: dict[str, Any] | None, # a coin's newest record with a `current` window (None: never checked)
              as_of: pd.Timestamp, # the newest feature bar of the run

@@ -19,7 +19,7 @@ from .config import Settings, get_settings
 from .explain import (CONSTANT_NOTE, DEFAULT_TOP_K, IMPORTANCE_ROWS, ExplainError, Explainer, _frame,
                                     _stride, agreement, lime_explain, make_explainer)
 from .registry import ModelNotFoundError, Registry
-from .store import Store, features_group
+from .store import Store, features_group, newest_by_coin
 from .util import json_safe, to_utc
 
 log = logging.getLogger(__name__)
@@ -231,10 +231,7 @@ def coin_explain_records(store: Store,  # where `explain_by_coin` wrote
                          limit: int = 1000,  # newest records read; an older coin counts as never explained
                          ) -> dict[str, dict[str, Any]]:
     "The newest `explain_coin` record of each coin, by coin."
-    out: dict[str, dict[str, Any]] = {}
-    for r in store.runs(EXPLAIN_COIN_KIND, limit=limit):
-        out.setdefault(str(r["record"].get("coin")), r["record"])
-    return out
+    return newest_by_coin(store, EXPLAIN_COIN_KIND, limit)
 
 def explain_by_coin(store: Store,  # reads features, records one `explain_coin` run per coin explained
                     registry: Registry,  # the horizon's champion and challengers

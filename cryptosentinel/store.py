@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PRICES', 'FEATURES', 'BUILTIN_GROUPS', 'GroupRef', 'Validator', 'FeatureGroupSpec', 'UpsertResult',
-           'StaleDataError', 'Staleness', 'BatchRejectedError', 'check_batch', 'FeatureView', 'Store', 'features_group']
+           'StaleDataError', 'Staleness', 'BatchRejectedError', 'check_batch', 'FeatureView', 'Store', 'features_group',
+           'newest_by_coin']
 
 # %% ../nbs/04_store.ipynb #6aa6285c
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -445,3 +446,14 @@ def features_group(store: Store,  # any backend
     spec = FeatureGroupSpec(FEATURES.name, version, description=f"{FEATURES.description} {tag}",
                             parent=PRICES.name, online_enabled=FEATURES.online_enabled)
     return store.get_or_create_feature_group(spec)
+
+# %% ../nbs/04_store.ipynb #840eb289
+def newest_by_coin(store: Store,  # any backend
+                   kind: str,  # the run kind, e.g. `drift_coin`
+                   limit: int = 1000,  # newest records read
+                   ) -> dict[str, dict[str, Any]]:
+    "The newest record of `kind` per coin (the record's `coin` field), by coin."
+    out: dict[str, dict[str, Any]] = {}
+    for r in store.runs(kind, limit=limit):
+        out.setdefault(str(r["record"].get("coin")), r["record"])
+    return out
