@@ -301,7 +301,7 @@ class _RegistryBase:
             return self.load(ptr["name"], ptr["version"])
         except ModelIntegrityError as exc:
             raise ModelIntegrityError(
-                f"{champion_alias(horizon, task)} refused: {exc}. Keep serving the model already loaded; to serve an "
+                f"{champion_alias(horizon, task)} refused: {exc}. A service that loaded it before keeps that copy; to serve an "
                 f"earlier version: rollback({horizon}) or load(name, version)") from exc
 
     def status(self) -> dict[str, Any]:
