@@ -359,6 +359,7 @@ def run_notebook(notebook: str | Path,  # `20_ingest`, a file name or a path
                 str(source), str(out), parameters=parameters, kernel_name=orch.kernel_name,
                 execution_timeout=orch.cell_timeout_s, log_output=False, progress_bar=False,
                 stdout_file=logfile, stderr_file=logfile, resources={"metadata": {"path": str(source.parent)}},
+                shutdown_kernel="immediate",  # the copy is saved when the last cell ends: no 1-2 s wait for the kernel
                 **({"kernel_manager_class": _warm_manager(km)} if km is not None else {}))
         except papermill.PapermillExecutionError as exc:
             failure = NotebookError(source.stem, out, exc.cell_index, exc.ename, exc.evalue, exc.source,
