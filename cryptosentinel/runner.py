@@ -293,7 +293,8 @@ class KernelPool:
             return None
         try:
             return future.result(timeout=300)
-        except Exception as exc:  # the spare's own failure: the notebook starts a kernel of its own
+        except Exception as exc:  # the spare's own failure, or too slow: the notebook starts a kernel of its own
+            self._discard(future)  # one still starting is stopped once it has
             log.warning("the spare kernel did not start (%s: %s): starting a new one", type(exc).__name__, exc)
             return None
 
