@@ -301,7 +301,7 @@ def test_corrupted_artifact_is_refused_and_the_operator_can_roll_back(reg, estim
     assert promote(reg, better, rw).promoted
     served = reg.load_champion(h)  # what inference holds
     corrupt(artifact_dir(reg, better.registered_name, better.version) / "model.ubj")
-    with pytest.raises(ModelIntegrityError, match="model.ubj is corrupted or was modified.*Keep serving"):
+    with pytest.raises(ModelIntegrityError, match="model.ubj is corrupted or was modified.*keeps that copy"):
         reg.load_champion(h)
     with pytest.raises(ModelIntegrityError):
         reg.load(better.registered_name, better.version)
