@@ -2,13 +2,11 @@
 standing in for GitHub's API: the request GitHub documents, 204 as success, and a refusing or dead GitHub
 that is logged and never fails the run."""
 
-import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
+from test_webhooks import Receiver
 
 from cryptosentinel.config import ConfigError
 from cryptosentinel.notify import Notifier, repository_dispatch
@@ -20,41 +18,8 @@ REASONS = {"reason": "skill", "breaches": [{"kind": "model_skill", "horizon": 24
            "checked_at": pd.Timestamp("2024-03-01 12:00", tz="UTC")}
 
 
-class GitHub:
-    """`POST /repos/{owner}/{repo}/dispatches` on 127.0.0.1: keeps each request's path, headers and body and
-    answers from a script of status codes (the last one repeats)."""
-
-    def __init__(self, statuses=(204,)):
-        self.requests: list[dict] = []
-        self.statuses = list(statuses)
-        github = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                github.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-                status = github.statuses.pop(0) if len(github.statuses) > 1 else github.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+# the webhook receiver stands in for GitHub's `POST /repos/{owner}/{repo}/dispatches` (path, headers, body kept)
+GitHub = Receiver
 
 
 def fast(retries: int = 1) -> Notifier:

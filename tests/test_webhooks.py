@@ -39,7 +39,7 @@ class Receiver:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
-                                          "body": json.loads(body)})
+                                          "headers": dict(self.headers), "body": json.loads(body)})
                 status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
